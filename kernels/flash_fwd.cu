@@ -1,0 +1,29 @@
+// One cubin per (element type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16 and
+// -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. The host reads the launch shape
+// from the exported constants (flash3_fwd_threads etc.) so the table lives in one place.
+#include "fwd/kernel.cuh"
+#include "fwd/tile_config.cuh"
+
+#if !defined(FLASH3_ELEMENT) || !defined(FLASH3_HEADDIM)
+#error "build with -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256"
+#endif
+
+#define FLASH3_bf16 __nv_bfloat16
+#define FLASH3_fp16 __half
+#define FLASH3_CAT(a, b) a##b
+#define FLASH3_TYPE(x) FLASH3_CAT(FLASH3_, x)
+
+using Element = FLASH3_TYPE(FLASH3_ELEMENT);
+using Config = flash3::TileConfig<FLASH3_HEADDIM>;
+using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, Config::kBlockN, Config::kStages, Config::kConsumerWarpgroups>;
+
+extern "C" {
+__device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;
+__device__ __attribute__((used)) const int flash3_fwd_smem_bytes = Kernel::kSmemBytes;
+__device__ __attribute__((used)) const int flash3_fwd_block_m = Kernel::kBlockM;
+__device__ __attribute__((used)) const int flash3_fwd_block_n = Config::kBlockN;
+
+__global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_fwd(const __grid_constant__ flash3::FwdParams p) {
+  Kernel::run(p);
+}
+}

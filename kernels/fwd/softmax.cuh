@@ -1,0 +1,74 @@
+// Online softmax over the two accumulator rows a thread holds. A row is spread over the four
+// threads of a quad, so row maxima are reduced with two butterfly shuffles; row sums stay
+// per-thread until the end (every rescale factor is shared by the quad).
+#pragma once
+#include <cmath>
+
+namespace flash3 {
+
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffff, x, 1);
+  return x + __shfl_xor_sync(0xffffffff, x, 2);
+}
+
+struct OnlineSoftmax {
+  float row_max[2];  // running max of scores * scale * log2(e)
+  float row_sum[2];  // this thread's share of the running sum
+
+  __device__ __forceinline__ void reset() {
+    row_max[0] = row_max[1] = -INFINITY;
+    row_sum[0] = row_sum[1] = 0.f;
+  }
+
+  // Turns raw scores into P = exp2(s * scale_log2 - max) and returns, per row, the factor by
+  // which the output accumulated so far must be rescaled.
+  template <int NAcc>
+  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float (&rescale)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float m = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < NAcc / 4; ++i) m = fmaxf(m, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
+      const float m_new = fmaxf(row_max[r], quad_max(m) * scale_log2);
+      // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
+      const float base = m_new == -INFINITY ? 0.f : m_new;
+      rescale[r] = ex2(row_max[r] - base);
+      row_max[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < NAcc / 4; ++i) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float& x = s[4 * i + 2 * r + c];
+          x = ex2(fmaf(x, scale_log2, -base));
+          sum += x;
+        }
+      }
+      row_sum[r] = row_sum[r] * rescale[r] + sum;
+    }
+  }
+
+  // Final normalisation factors and natural-log LSE; rows that saw no key get 0 and -inf.
+  __device__ __forceinline__ void finish(float (&inv_sum)[2], float (&lse)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(row_sum[r]);
+      const bool empty = sum == 0.f;
+      inv_sum[r] = empty ? 0.f : 1.f / sum;
+      lse[r] = empty ? -INFINITY : (row_max[r] + __log2f(sum)) * 0.69314718055994530942f;
+    }
+  }
+};
+
+}  // namespace flash3

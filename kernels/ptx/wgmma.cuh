@@ -1,0 +1,48 @@
+// Warpgroup MMA ordering and shared-memory matrix descriptors. The MMA instructions themselves
+// are generated (generated/wgmma_ops.cuh).
+#pragma once
+#include <cstdint>
+
+#include "../generated/wgmma_ops.cuh"
+
+namespace flash3::ptx {
+
+// Must precede the first wgmma of a batch whose registers (accumulators, A) were written by other instructions.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+
+// Waits until at most N committed wgmma groups of this warpgroup are still in flight.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+// Accumulators are written asynchronously: this empty asm pins every use of them after the
+// preceding wait (and every write before the next MMA), which the compiler cannot see otherwise.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+template <int N>
+__device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+// Descriptor of a 128-byte-swizzled tile as TMA writes it: rows of 128 bytes, 8-row atoms of 1 KiB.
+// K-major (Q, K): the leading offset is unused, the stride offset steps between 8-row atoms.
+__device__ __forceinline__ uint64_t smem_desc_kmajor_sw128(uint32_t addr) {
+  return (uint64_t((addr & 0x3FFFF) >> 4)) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+// MN-major (V read as B of P V): the leading offset steps between 64-column panels of the
+// tile, the stride offset between 8-key atoms.
+__device__ __forceinline__ uint64_t smem_desc_mnmajor_sw128(uint32_t addr, uint32_t panel_bytes) {
+  return (uint64_t((addr & 0x3FFFF) >> 4)) | (uint64_t((panel_bytes >> 4) & 0x3FFF) << 16) |
+         (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+}  // namespace flash3::ptx

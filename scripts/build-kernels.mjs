@@ -1,0 +1,101 @@
+// Builds every forward kernel variant into dist/kernels/*.cubin with nvcc for sm_90a, and fails
+// when ptxas reports register spills or a stack frame (local memory in the hot loop). Without
+// nvcc it says so and exits 0: the CPU backend needs no kernels.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outDir = join(root, 'dist', 'kernels');
+
+const VARIANTS = [];
+for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
+
+function findNvcc() {
+  const candidates = ['nvcc'];
+  for (const home of [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda']) {
+    if (home) candidates.push(join(home, 'bin', 'nvcc'));
+  }
+  for (const c of candidates) {
+    const r = spawnSync(c, ['--version'], { encoding: 'utf8' });
+    if (r.status === 0) return c;
+  }
+  return null;
+}
+
+function compile(nvcc, { element, headDim }) {
+  const name = `flash_fwd_${element}_hd${headDim}`;
+  const args = [
+    '-cubin', '-gencode=arch=compute_90a,code=sm_90a', '-O3', '-std=c++17', '-Xptxas', '-v',
+    `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`,
+    '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', 'flash_fwd.cu'),
+  ];
+  return new Promise((resolve) => {
+    const child = spawn(nvcc, args, { cwd: join(root, 'kernels') });
+    let log = '';
+    child.stdout.on('data', (d) => (log += d));
+    child.stderr.on('data', (d) => (log += d));
+    child.on('close', (code) => resolve({ name, code, log }));
+  });
+}
+
+// ptxas -v lines: "Used N registers", "N bytes stack frame, N bytes spill stores, N bytes spill loads".
+function parseReport(log) {
+  const num = (re) => Number((log.match(re) ?? [])[1] ?? NaN);
+  return {
+    registers: num(/Used (\d+) registers/),
+    stackBytes: num(/(\d+) bytes stack frame/),
+    spillStores: num(/(\d+) bytes spill stores/),
+    spillLoads: num(/(\d+) bytes spill loads/),
+  };
+}
+
+async function main() {
+  generateWgmmaWrappers();
+  const nvcc = findNvcc();
+  if (!nvcc) {
+    console.log('flash3: nvcc not found (set CUDA_HOME); skipping the CUDA kernels. The CPU backend works without them.');
+    return;
+  }
+  mkdirSync(outDir, { recursive: true });
+  const started = Date.now();
+  const queue = [...VARIANTS];
+  const results = [];
+  const jobs = Math.max(1, Math.min(cpus().length, 4));
+  await Promise.all(
+    Array.from({ length: jobs }, async () => {
+      while (queue.length) results.push(await compile(nvcc, queue.shift()));
+    }),
+  );
+  const manifest = {};
+  const problems = [];
+  for (const r of results.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (r.code !== 0) {
+      problems.push(`${r.name}: nvcc exited with ${r.code}\n${r.log}`);
+      continue;
+    }
+    const report = parseReport(r.log);
+    manifest[r.name] = report;
+    if (report.spillStores > 0 || report.spillLoads > 0 || report.stackBytes > 0 || /C7508|warning/i.test(r.log)) {
+      problems.push(`${r.name}: ptxas reports local memory or a warning (${JSON.stringify(report)})\n${r.log}`);
+    }
+  }
+  writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  for (const [name, rep] of Object.entries(manifest)) {
+    console.log(`  ${name}: ${rep.registers} registers, ${rep.spillStores} B spills, ${rep.stackBytes} B stack`);
+  }
+  console.log(`flash3: built ${Object.keys(manifest).length} cubins in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (problems.length) {
+    console.error(problems.join('\n\n'));
+    process.exit(1);
+  }
+}
+
+function generateWgmmaWrappers() {
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'gen-wgmma.mjs')], { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+await main();
