@@ -1,0 +1,64 @@
+"""Times PyTorch SDPA's cuDNN and FlashAttention-2 backends on the shapes given as JSON on stdin.
+
+Input: {"dtype": "bfloat16"|"float16", "points": [{"batch", "seqlen", "heads", "headDim", "causal"}],
+        "warmup": int, "iterations": int, "repetitions": int}
+Output (stdout, one JSON object): {"torch": version, "cudnn": version, "device": name,
+        "results": [{"cudnn_ms": float|null, "flash_ms": float|null, "errors": {...}}]}
+Tensors are made (batch, seqlen, heads, headdim) and transposed, the memory layout flash3 reads.
+"""
+import json
+import statistics
+import sys
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+import torch.nn.functional as F
+
+
+def time_ms(fn, warmup, iterations, repetitions):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repetitions):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iterations):
+            fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / iterations)
+    return statistics.median(samples)
+
+
+def main():
+    spec = json.load(sys.stdin)
+    dtype = getattr(torch, spec["dtype"])
+    timing = (spec.get("warmup", 3), spec.get("iterations", 10), spec.get("repetitions", 5))
+    results = []
+    for p in spec["points"]:
+        b, s, h, d = p["batch"], p["seqlen"], p["heads"], p["headDim"]
+        q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dtype).transpose(1, 2) for _ in range(3))
+        row = {"errors": {}}
+        for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
+            try:
+                with sdpa_kernel([backend]):
+                    row[f"{name}_ms"] = time_ms(
+                        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=p["causal"]), *timing
+                    )
+            except Exception as e:  # a backend that rejects a shape is reported, not fatal
+                row[f"{name}_ms"] = None
+                row["errors"][name] = str(e).splitlines()[0][:200]
+        results.append(row)
+        del q, k, v
+    print(json.dumps({
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version(),
+        "device": torch.cuda.get_device_name(),
+        "results": results,
+    }))
+
+
+if __name__ == "__main__":
+    main()

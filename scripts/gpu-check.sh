@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU machine's whole check in one call: build the kernels, run the GPU tests, run
+# compute-sanitizer (memcheck, racecheck, synccheck) on small problems, check the SASS for
+# HGMMA/UTMALDG and against local memory, then the benchmark grid with its peers.
+# Usage (device run, after ../shared/device/stage): source .device/env.sh && bash scripts/gpu-check.sh [bench args]
+set -uo pipefail
+out=${OUT:-/tmp/flash3-out}
+mkdir -p "$out"
+status=0
+step() { echo; echo "== $*"; }
+
+step "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
+
+step "build kernels"
+node scripts/build-kernels.mjs 2>&1 | tee "$out/build.log" || status=1
+
+step "GPU tests"
+node --test dist/test/gpu/ 2>&1 | tee "$out/gpu-tests.log" | grep -E "^# (tests|pass|fail|skipped)|not ok|ok [0-9]+ - " || true
+grep -q "^# fail 0" "$out/gpu-tests.log" || status=1
+
+for tool in memcheck racecheck synccheck; do
+  step "compute-sanitizer --tool $tool"
+  compute-sanitizer --tool "$tool" --error-exitcode 3 node scripts/gpu-smoke.mjs > "$out/sanitize-$tool.log" 2>&1
+  rc=$?
+  tail -n 4 "$out/sanitize-$tool.log"
+  [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
+done
+
+step "SASS"
+for cubin in dist/kernels/*.cubin; do
+  sass=$(cuobjdump -sass "$cubin")
+  printf '%-24s HGMMA %4d  UTMALDG %3d  UTMASTG %3d  LDL %d  STL %d\n' "$(basename "$cubin" .cubin)" \
+    "$(grep -c HGMMA <<<"$sass")" "$(grep -c UTMALDG <<<"$sass")" "$(grep -c UTMASTG <<<"$sass")" \
+    "$(grep -cw LDL <<<"$sass")" "$(grep -cw STL <<<"$sass")"
+done | tee "$out/sass.txt"
+awk '$3 == 0 || $5 == 0 || $9 != 0 || $11 != 0 { bad = 1 } END { exit bad }' "$out/sass.txt" || { echo "SASS check failed"; status=1; }
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  step "bench"
+  node dist/src/cli/main.js bench --backend cuda --peers --json "$out/bench.json" --svg "$out/bench.svg" "$@" 2>&1 | tee "$out/bench.log"
+fi
+exit $status

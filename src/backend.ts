@@ -1,0 +1,114 @@
+/**
+ * Backends register themselves here; attention() asks the registry which one runs a problem.
+ * 'auto' prefers CUDA and falls back to the CPU quietly, while an explicit request that cannot
+ * be honoured fails loudly with the reason, so nobody benchmarks the CPU by accident.
+ */
+import { CudaUnavailableError, UnsupportedError } from './errors.js';
+import type { BackendChoice, ResolvedOptions } from './options.js';
+import type { ProblemShape } from './problem.js';
+import type { Tensor } from './tensor.js';
+
+export type BackendName = 'cpu' | 'cuda';
+
+export type ProbeResult = { ok: true; detail: string } | { ok: false; reason: string };
+
+export interface ForwardResult {
+  /** (batch, seqlenQ, headsQ, headDimV) in the inputs' dtype. */
+  out: Tensor;
+  /** (batch, headsQ, seqlenQ) float32 log-sum-exp of the scaled scores. */
+  lse: Tensor;
+}
+
+export interface Backend {
+  name: BackendName;
+  /** Called on every selection; backends with costly probes should memoize. */
+  probe(): ProbeResult;
+  /** Why this backend cannot run the problem, or null when it can. */
+  supports(shape: ProblemShape, opts: ResolvedOptions): string | null;
+  forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): ForwardResult;
+}
+
+export interface BackendStatus {
+  name: BackendName;
+  available: boolean;
+  /** The probe's detail when available, its reason otherwise. */
+  detail: string;
+}
+
+const registry = new Map<BackendName, Backend>();
+
+/** Registers `b` under its name, replacing any earlier one; returns a function that undoes it. */
+export function registerBackend(b: Backend): () => void {
+  const previous = registry.get(b.name);
+  registry.set(b.name, b);
+  return () => {
+    if (registry.get(b.name) !== b) return;
+    if (previous) registry.set(b.name, previous);
+    else registry.delete(b.name);
+  };
+}
+
+export function getBackend(name: BackendName): Backend | undefined {
+  return registry.get(name);
+}
+
+function safeProbe(b: Backend): ProbeResult {
+  try {
+    return b.probe();
+  } catch (e) {
+    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+export function listBackends(): BackendStatus[] {
+  return [...registry.values()].map((b) => {
+    const p = safeProbe(b);
+    return { name: b.name, available: p.ok, detail: p.ok ? p.detail : p.reason };
+  });
+}
+
+function explicit(name: BackendName, shape: ProblemShape, opts: ResolvedOptions): Backend {
+  const b = registry.get(name);
+  if (!b) {
+    const reason = `the ${name} backend is not registered`;
+    const fix = name === 'cuda' ? "import flash3 from its package entry (which loads the CUDA backend) on a CUDA machine, or pass backend: 'auto'" : "import flash3 from its package entry, or pass backend: 'auto'";
+    if (name === 'cuda') throw new CudaUnavailableError(reason, { param: 'options.backend', value: name, fix });
+    throw new UnsupportedError(reason, { param: 'options.backend', value: name, fix });
+  }
+  const p = safeProbe(b);
+  if (!p.ok) {
+    const fix = "pass backend: 'auto' to fall back to the CPU, or fix the cause above";
+    if (name === 'cuda') throw new CudaUnavailableError(`the CUDA backend is unavailable: ${p.reason}`, { param: 'options.backend', value: name, fix });
+    throw new UnsupportedError(`the ${name} backend is unavailable: ${p.reason}`, { param: 'options.backend', value: name, fix });
+  }
+  const why = b.supports(shape, opts);
+  if (why !== null) {
+    throw new UnsupportedError(`the ${name} backend cannot run this problem: ${why}`, {
+      param: 'options.backend',
+      value: name,
+      fix: "pass backend: 'auto' to let flash3 pick one that can, or change the problem as the reason says",
+    });
+  }
+  return b;
+}
+
+export function selectBackend(requested: BackendChoice, shape: ProblemShape, opts: ResolvedOptions): Backend {
+  if (requested !== 'auto') return explicit(requested, shape, opts);
+  const reasons: string[] = [];
+  for (const name of ['cuda', 'cpu'] as const) {
+    const b = registry.get(name);
+    if (!b) {
+      reasons.push(`${name}: not registered`);
+      continue;
+    }
+    const p = safeProbe(b);
+    const why = p.ok ? b.supports(shape, opts) : p.reason;
+    if (why === null) return b;
+    reasons.push(`${name}: ${why}`);
+  }
+  throw new UnsupportedError(`no backend can run this problem (${reasons.join('; ')})`, {
+    param: 'options.backend',
+    value: requested,
+    fix: 'import flash3 from its package entry so the CPU backend is registered',
+  });
+}

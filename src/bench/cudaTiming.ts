@@ -1,0 +1,80 @@
+/**
+ * Times the CUDA forward kernel with CUDA events: warm-up launches first (module load, clocks),
+ * then several repetitions of back-to-back launches; the median repetition is reported.
+ */
+import type { DType } from '../dtype.js';
+import { Event, CudaContext } from '../cuda/context.js';
+import { planForward } from '../cuda/forward.js';
+import { resolveOptions } from '../options.js';
+import { validateAttentionInputs } from '../problem.js';
+import { Tensor } from '../tensor.js';
+import { median, type BenchPoint } from './grid.js';
+import { randn } from '../numerics/random.js';
+import { encode } from '../numerics/convert.js';
+
+export interface TimingOptions {
+  warmup: number;
+  iterations: number;
+  repetitions: number;
+}
+
+export const DEFAULT_TIMING: TimingOptions = { warmup: 3, iterations: 10, repetitions: 5 };
+
+/**
+ * Device buffers big enough for every point of a grid (the paper's grid keeps b·s·h·d fixed),
+ * filled with random normals, so each point's tensors are views and nothing is re-uploaded.
+ */
+export class BenchBuffers {
+  readonly tensors: Tensor[];
+  constructor(
+    readonly dtype: DType,
+    readonly elements: number,
+    seed: number,
+  ) {
+    // A random block repeated over the buffer: random, non-zero data without generating 10^8 normals in JS.
+    const block = encode(randn(1 << 20, seed), dtype);
+    this.tensors = [0, 1, 2].map(() => {
+      const t = Tensor.empty([elements], dtype, 'cuda');
+      const ctx = CudaContext.get(t.device);
+      const esize = block.BYTES_PER_ELEMENT;
+      for (let at = 0; at < elements; at += block.length) {
+        const n = Math.min(block.length, elements - at);
+        ctx.upload(t.devicePointer + BigInt(at * esize), block.subarray(0, n));
+      }
+      return t;
+    });
+  }
+
+  dispose(): void {
+    for (const t of this.tensors) t.dispose();
+  }
+}
+
+export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions = DEFAULT_TIMING): number {
+  const shape = [p.batch, p.seqlen, p.heads, p.headDim];
+  const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
+  const [q, k, v] = buffers.tensors.map((t) => t.view(shape, strides, 0));
+  const out = Tensor.empty(shape, buffers.dtype, 'cuda');
+  const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
+  const ctx = CudaContext.get(q.device);
+  const start = new Event(ctx);
+  const end = new Event(ctx);
+  try {
+    const opts = resolveOptions({ causal: p.causal }, p.headDim);
+    const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts);
+    for (let i = 0; i < timing.warmup; i++) plan.launch();
+    ctx.synchronize();
+    const samples: number[] = [];
+    for (let r = 0; r < timing.repetitions; r++) {
+      start.record();
+      for (let i = 0; i < timing.iterations; i++) plan.launch();
+      end.record();
+      samples.push(Event.elapsedMs(start, end) / timing.iterations);
+    }
+    return median(samples);
+  } finally {
+    start.destroy();
+    end.destroy();
+    for (const t of [q, k, v, out, lse]) t.dispose();
+  }
+}

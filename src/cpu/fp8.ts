@@ -1,0 +1,160 @@
+/**
+ * FP8 attention emulation for the error study of FlashAttention-3 (section 4.3): per-tensor
+ * scaling versus block scaling with a randomized Hadamard transform ("incoherent processing"),
+ * on inputs with outlier features.
+ */
+import { OptionError } from '../errors.js';
+import { roundTo } from '../numerics/convert.js';
+import { hadamardRows, randomSigns } from '../numerics/hadamard.js';
+import { type CpuProblem, type CpuResult, gatherHead, kvHeadOf, lseIndex, scatterHead, validateProblem } from './problem.js';
+import { type HeadInputs, attendHeadTiled } from './tiled.js';
+
+export type Fp8DType = 'float8_e4m3' | 'float8_e5m2';
+
+export interface Fp8QuantizeOptions {
+  /** one scale for the whole array, or one per block of blockRows consecutive rows */
+  scaling: 'tensor' | 'block';
+  blockRows: number;
+  /** rotate each row by the randomized Hadamard transform (signs from `seed`) before scaling */
+  hadamard: boolean;
+  seed: number;
+  dtype?: Fp8DType;
+}
+
+export interface Fp8Quantized {
+  /** fp8-representable values, i.e. the quantized numbers before descale */
+  values: Float64Array;
+  /** one per tensor, or one per block of blockRows rows; x ≈ values · descale */
+  descale: Float64Array;
+}
+
+const FP8_MAX: Record<Fp8DType, number> = { float8_e4m3: 448, float8_e5m2: 57344 };
+
+/** Quantizes a (rows, rowLen) array to fp8 with amax scaling; `x` is left untouched. */
+export function quantizeFp8(x: Float64Array, rows: number, rowLen: number, opts: Fp8QuantizeOptions): Fp8Quantized {
+  const dtype = opts.dtype ?? 'float8_e4m3';
+  if (!(dtype in FP8_MAX)) throw new OptionError('dtype must be an fp8 dtype', { param: 'dtype', value: dtype });
+  if (x.length !== rows * rowLen) {
+    throw new OptionError(`x has ${x.length} elements, expected rows·rowLen = ${rows * rowLen}`, { param: 'x' });
+  }
+  if (opts.scaling !== 'tensor' && opts.scaling !== 'block') {
+    throw new OptionError("scaling must be 'tensor' or 'block'", { param: 'scaling', value: opts.scaling });
+  }
+  const blockRows = opts.scaling === 'tensor' ? Math.max(rows, 1) : opts.blockRows;
+  if (!Number.isInteger(blockRows) || blockRows < 1) {
+    throw new OptionError('blockRows must be a positive integer', { param: 'blockRows', value: opts.blockRows });
+  }
+  const values = Float64Array.from(x);
+  if (opts.hadamard) hadamardRows(values, rowLen, randomSigns(rowLen, opts.seed));
+
+  const nBlocks = Math.ceil(rows / blockRows);
+  const descale = new Float64Array(nBlocks);
+  for (let blk = 0; blk < nBlocks; blk++) {
+    const start = blk * blockRows * rowLen;
+    const end = Math.min(rows, (blk + 1) * blockRows) * rowLen;
+    let amax = 0;
+    for (let e = start; e < end; e++) amax = Math.max(amax, Math.abs(values[e]));
+    // An all-zero block quantizes exactly with any scale; 1 avoids 0/0.
+    const scale = amax > 0 ? amax / FP8_MAX[dtype] : 1;
+    descale[blk] = scale;
+    for (let e = start; e < end; e++) values[e] = roundTo(values[e] / scale, dtype);
+  }
+  return { values, descale };
+}
+
+export interface Fp8AttentionOptions {
+  scaling: 'tensor' | 'block';
+  /** Hadamard on Q and K over the head dim, with the same signs, so QKᵀ is unchanged */
+  hadamard: boolean;
+  seed: number;
+  /** Q block scaling granularity and query tile */
+  blockM: number;
+  /** K and V block scaling granularity and key tile */
+  blockN: number;
+}
+
+/**
+ * Attention with e4m3 Q, K, V (scaled as `opts` says), S and the online softmax in float32,
+ * P rounded to e4m3 unscaled (it lies in [0, 1]) before P·V, float32 accumulation, and the V
+ * descale applied to the output (per block of keys under block scaling).
+ */
+export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): CpuResult {
+  validateProblem(p);
+  for (const name of ['blockM', 'blockN'] as const) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 1) {
+      throw new OptionError(`${name} must be a positive integer`, { param: `options.${name}`, value: opts[name] });
+    }
+  }
+  const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim: d, headDimV: dv } = p;
+  const steps = { blockM: opts.blockM, blockN: opts.blockN, fp32: true, roundP: (x: number) => roundTo(x, 'float8_e4m3') };
+  const perTensor = opts.scaling === 'tensor';
+  const quantQ = slicer(p.q, batch, sq, headsQ, d, opts.blockM, opts.hadamard, opts);
+  const quantK = slicer(p.k, batch, sk, headsKv, d, opts.blockN, opts.hadamard, opts);
+  const quantV = slicer(p.v, batch, sk, headsKv, dv, opts.blockN, false, opts);
+
+  const out = new Float64Array(batch * sq * headsQ * dv);
+  const lse = new Float64Array(batch * headsQ * sq);
+  for (let b = 0; b < batch; b++) {
+    const ks = Array.from({ length: headsKv }, (_, kh) => quantK(b, kh));
+    const vs = Array.from({ length: headsKv }, (_, kh) => quantV(b, kh));
+    for (let h = 0; h < headsQ; h++) {
+      const qs = quantQ(b, h);
+      const kh = kvHeadOf(p, h);
+      const head: HeadInputs = {
+        q: qs.values,
+        k: ks[kh].values,
+        v: vs[kh].values,
+        qDescale: qs.rowDescale,
+        kDescale: ks[kh].rowDescale,
+        vDescale: perTensor ? undefined : vs[kh].rowDescale,
+      };
+      const r = attendHeadTiled(p, head, steps);
+      if (perTensor) {
+        const vd = vs[kh].rowDescale[0];
+        for (let e = 0; e < r.o.length; e++) r.o[e] = Math.fround(r.o[e] * vd);
+      }
+      scatterHead(out, r.o, sq, headsQ, dv, b, h);
+      lse.set(r.lse, lseIndex(p, b, h, 0));
+    }
+  }
+  return { out, lse };
+}
+
+interface HeadSlice {
+  /** (seqlen, dim) fp8 values of one (batch, head) */
+  values: Float64Array;
+  /** descale of each sequence position */
+  rowDescale: Float64Array;
+}
+
+/**
+ * Returns a getter for quantized (batch, head) slices. Per-tensor scaling needs the amax of
+ * the whole tensor, so it quantizes everything once; block scaling quantizes each slice, since
+ * a block is blockRows consecutive positions of one head.
+ */
+function slicer(
+  x: Float64Array,
+  batch: number,
+  seqlen: number,
+  heads: number,
+  dim: number,
+  blockRows: number,
+  hadamard: boolean,
+  opts: Fp8AttentionOptions,
+): (b: number, h: number) => HeadSlice {
+  const base = { hadamard, seed: opts.seed, dtype: 'float8_e4m3' as const };
+  if (opts.scaling === 'tensor') {
+    const whole = quantizeFp8(x, batch * seqlen * heads, dim, { ...base, scaling: 'tensor', blockRows: 1 });
+    const rowDescale = new Float64Array(seqlen).fill(whole.descale[0]);
+    return (b, h) => ({ values: gatherHead(whole.values, seqlen, heads, dim, b, h), rowDescale });
+  }
+  if (opts.scaling !== 'block') {
+    throw new OptionError("scaling must be 'tensor' or 'block'", { param: 'options.scaling', value: opts.scaling });
+  }
+  return (b, h) => {
+    const slice = quantizeFp8(gatherHead(x, seqlen, heads, dim, b, h), seqlen, dim, { ...base, scaling: 'block', blockRows });
+    const rowDescale = new Float64Array(seqlen);
+    for (let s = 0; s < seqlen; s++) rowDescale[s] = slice.descale[Math.floor(s / blockRows)];
+    return { values: slice.values, rowDescale };
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Where the built cubins live and what each forward kernel needs at launch. The launch shape
+ * (threads, shared memory, tile sizes) is read from constants compiled into the cubin, so the
+ * tile table has one home: kernels/fwd/tile_config.cuh.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { CudaContext } from './context.js';
+import { KernelModule, type KernelFunction } from './module.js';
+
+/** dist/kernels, next to dist/src where this module runs from. */
+export const KERNEL_DIR = fileURLToPath(new URL('../../kernels/', import.meta.url));
+
+export type KernelElement = 'bfloat16' | 'float16';
+export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
+
+export function forwardCubinPath(element: KernelElement, headDim: number): string {
+  return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}.cubin`;
+}
+
+/** The cubins that are missing, as paths; empty when the kernels are built. */
+export function missingCubins(): string[] {
+  const missing: string[] = [];
+  for (const element of ['bfloat16', 'float16'] as const) {
+    for (const d of FORWARD_HEAD_DIMS) if (!existsSync(forwardCubinPath(element, d))) missing.push(forwardCubinPath(element, d));
+  }
+  return missing;
+}
+
+export interface ForwardKernel {
+  fn: KernelFunction;
+  threads: number;
+  smemBytes: number;
+  blockM: number;
+  blockN: number;
+}
+
+const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
+
+export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number): ForwardKernel {
+  let perContext = cache.get(ctx);
+  if (!perContext) cache.set(ctx, (perContext = new Map()));
+  const key = `${element}/${headDim}`;
+  let kernel = perContext.get(key);
+  if (!kernel) {
+    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim));
+    const fn = module.getFunction('flash3_fwd');
+    kernel = {
+      fn,
+      threads: module.readGlobalInt32('flash3_fwd_threads'),
+      smemBytes: module.readGlobalInt32('flash3_fwd_smem_bytes'),
+      blockM: module.readGlobalInt32('flash3_fwd_block_m'),
+      blockN: module.readGlobalInt32('flash3_fwd_block_n'),
+    };
+    fn.setMaxDynamicSharedMemory(kernel.smemBytes);
+    perContext.set(key, kernel);
+  }
+  return kernel;
+}

@@ -1,0 +1,33 @@
+/** flash3: FlashAttention-3-class exact attention for Hopper GPUs, with a float64 CPU backend. */
+import { registerBackend } from './backend.js';
+import { cpuBackend } from './cpu/backend.js';
+
+registerBackend(cpuBackend);
+
+export { Tensor } from './tensor.js';
+export type { CpuStorage, DeviceStorage, Location, RandnOptions, RawLayout, DevicePointerOptions } from './tensor.js';
+export { attention } from './attention.js';
+export type { AttentionResult } from './attention.js';
+export type { AttentionOptions, BackendChoice } from './options.js';
+export { listBackends } from './backend.js';
+export type { BackendName, BackendStatus } from './backend.js';
+export { DTYPES } from './dtype.js';
+export type { DType } from './dtype.js';
+export {
+  Flash3Error,
+  DTypeError,
+  ShapeError,
+  StrideError,
+  OptionError,
+  UnsupportedError,
+  DisposedError,
+  FormatError,
+  CudaUnavailableError,
+  CudaError,
+  OutOfMemoryError,
+} from './errors.js';
+export type { ErrorDetails } from './errors.js';
+export { referenceAttention } from './cpu/reference.js';
+export { tiledAttention } from './cpu/tiled.js';
+export type { Emulation } from './cpu/tiled.js';
+export type { CpuProblem, CpuResult } from './cpu/problem.js';

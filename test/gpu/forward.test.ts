@@ -1,0 +1,116 @@
+/**
+ * The CUDA forward kernels against the float64 reference, on fresh random inputs, with the
+ * CPU backend's emulation of the same computation at the same precision as the yardstick:
+ * the GPU error must be within 2x of the emulation's. Skips (with the reason) without a GPU.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import '../../src/cuda/backend.js';
+import { getBackend } from '../../src/backend.js';
+import { referenceAttention } from '../../src/cpu/reference.js';
+import { tiledAttention } from '../../src/cpu/tiled.js';
+import { attention, Tensor, UnsupportedError, StrideError } from '../../src/index.js';
+import { resolveOptions } from '../../src/options.js';
+import { validateAttentionInputs } from '../../src/problem.js';
+import { cpuProblemOf, maxAbsDiffLse, relativeError } from '../support/compare.js';
+
+const cuda = getBackend('cuda');
+const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
+const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
+
+// Kernel tile shapes (kernels/fwd/tile_config.cuh), so the emulation blocks the same way.
+const BLOCK_N: Record<number, number> = { 64: 128, 128: 128, 256: 80 };
+
+interface Case {
+  b: number;
+  sq: number;
+  sk: number;
+  hq: number;
+  hkv: number;
+  d: number;
+  causal: boolean;
+  dtype: 'bfloat16' | 'float16';
+  window?: [number, number];
+}
+
+const CASES: Case[] = [
+  { b: 1, sq: 1, sk: 1, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'bfloat16' },
+  { b: 2, sq: 17, sk: 17, hq: 4, hkv: 4, d: 128, causal: true, dtype: 'bfloat16' },
+  { b: 3, sq: 128, sk: 128, hq: 8, hkv: 2, d: 64, causal: false, dtype: 'float16' },
+  { b: 1, sq: 1000, sk: 1000, hq: 4, hkv: 1, d: 128, causal: true, dtype: 'bfloat16' },
+  { b: 2, sq: 1000, sk: 300, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'float16' },
+  { b: 2, sq: 300, sk: 1000, hq: 2, hkv: 1, d: 256, causal: true, dtype: 'bfloat16' },
+  { b: 4, sq: 17, sk: 1000, hq: 16, hkv: 4, d: 64, causal: false, dtype: 'bfloat16' },
+  { b: 1, sq: 4097, sk: 4097, hq: 1, hkv: 1, d: 128, causal: true, dtype: 'float16' },
+  { b: 1, sq: 1, sk: 4097, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'bfloat16' },
+  { b: 1, sq: 128, sk: 1, hq: 3, hkv: 3, d: 128, causal: true, dtype: 'float16' },
+  { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, dtype: 'bfloat16', window: [100, 37] },
+];
+
+function label(c: Case): string {
+  const mask = c.window ? `window ${c.window}` : c.causal ? 'causal' : 'full';
+  return `${c.dtype} b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${mask}`;
+}
+
+describe('CUDA forward vs float64 reference', { skip }, () => {
+  let seed = Date.now() % 100_000;
+  for (const c of CASES) {
+    it(label(c), () => {
+      const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: c.dtype, seed: seed++ });
+      const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed++ });
+      const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed++ });
+      const options = c.window ? { windowSize: c.window } : { causal: c.causal };
+      const { out, lse } = attention(q, k, v, { ...options, backend: 'cuda' });
+
+      const opts = resolveOptions(options, c.d);
+      const problem = cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts);
+      const ref = referenceAttention(problem);
+      const emu = tiledAttention(problem, {
+        blockM: 128,
+        blockN: BLOCK_N[c.d],
+        inputDtype: c.dtype,
+        pDtype: c.dtype,
+        accumulate: 'float32',
+        outDtype: c.dtype,
+      });
+      const gpuErr = relativeError(out.toFloat64Array(), ref.out);
+      const emuErr = relativeError(emu.out, ref.out);
+      const lseErr = maxAbsDiffLse(lse.toFloat64Array(), ref.lse);
+      assert.ok(gpuErr <= 2 * emuErr + 1e-6, `out error ${gpuErr.toExponential(2)} > 2 x emulation ${emuErr.toExponential(2)}`);
+      assert.ok(lseErr <= 1e-3, `lse max abs error ${lseErr}`);
+      for (const t of [q, k, v, out, lse]) t.dispose();
+    });
+  }
+
+  it('keeps device tensors on the device and honours packed-QKV strides', () => {
+    const [b, s, h, d] = [2, 333, 4, 128];
+    const qkv = Tensor.randn([b, s, 3, h, d], { dtype: 'bfloat16', seed: seed++ }).cuda();
+    const view = (i: number) => qkv.view([b, s, h, d], [s * 3 * h * d, 3 * h * d, d, 1], i * h * d);
+    const [q, k, v] = [view(0), view(1), view(2)];
+    const { out, lse } = attention(q, k, v, { causal: true });
+    assert.equal(out.location, 'cuda');
+    assert.equal(lse.location, 'cuda');
+    const [hq, hk, hv] = [q.cpu(), k.cpu(), v.cpu()];
+    const ref = attention(hq, hk, hv, { causal: true, backend: 'cpu' });
+    const err = relativeError(out.toFloat64Array(), ref.out.toFloat64Array());
+    assert.ok(err < 2e-2, `packed view error ${err}`);
+    for (const t of [qkv, q, k, v, out, lse, hq, hk, hv, ref.out, ref.lse]) t.dispose();
+  });
+
+  it('rejects what the kernels cannot address, before launching', () => {
+    const q = Tensor.randn([1, 8, 2, 96], { dtype: 'bfloat16' });
+    assert.throws(() => attention(q, q, q, { backend: 'cuda' }), UnsupportedError);
+    const wide = Tensor.randn([1, 16, 3, 68], { dtype: 'bfloat16' }).cuda();
+    const odd = wide.view([1, 16, 3, 64], [16 * 3 * 68, 3 * 68, 68, 1], 0);
+    assert.throws(() => attention(odd, odd, odd, { backend: 'cuda' }), StrideError);
+    const fp32 = Tensor.randn([1, 8, 2, 64], { dtype: 'float32' });
+    assert.throws(() => attention(fp32, fp32, fp32, { backend: 'cuda' }), UnsupportedError);
+    for (const t of [q, wide, odd, fp32]) t.dispose();
+  });
+
+  it('refuses memory the driver does not know', () => {
+    const fake = Tensor.fromDevicePointer(0x1000n, [1, 8, 2, 64], 'bfloat16');
+    assert.throws(() => attention(fake, fake, fake, { backend: 'cuda' }), UnsupportedError);
+    fake.dispose();
+  });
+});
