@@ -1,7 +1,6 @@
 // A few small forward problems on the CUDA backend, checked against the float64 reference:
 // short enough to run under compute-sanitizer (memcheck, racecheck, synccheck).
 import { attention, Tensor } from '../dist/src/index.js';
-import '../dist/src/cuda/backend.js';
 import { relativeError } from '../dist/test/support/compare.js';
 
 const cases = [

@@ -1,6 +1,8 @@
 /** flash3: FlashAttention-3-class exact attention for Hopper GPUs, with a float64 CPU backend. */
 import { registerBackend } from './backend.js';
 import { cpuBackend } from './cpu/backend.js';
+// Registers the CUDA backend; the driver itself is loaded lazily, so this is safe without a GPU.
+import './cuda/backend.js';
 
 registerBackend(cpuBackend);
 

@@ -4,7 +4,7 @@
  * Every launch is followed by a synchronize so a device fault surfaces here, as a CudaError
  * naming the call, rather than at some later unrelated call.
  */
-import type { Backend, ProbeResult } from '../backend.js';
+import { registerBackend, type Backend, type ProbeResult } from '../backend.js';
 import { UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
@@ -99,6 +99,8 @@ function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: Res
 }
 
 export const cudaBackend: Backend = { name: 'cuda', probe, supports, forward };
+
+registerBackend(cudaBackend);
 
 registerDeviceTransfer({
   alloc(bytes, device) {

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import '../../src/cuda/backend.js';
 import { getBackend } from '../../src/backend.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { tiledAttention } from '../../src/cpu/tiled.js';
