@@ -1,5 +1,6 @@
 // One cubin per (element type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16 and
-// -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. The host reads the launch shape
+// -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. FLASH3_PINGPONG and
+// FLASH3_INTRA_OVERLAP (default 1) switch the two scheduling ideas off for the ablation builds. The host reads the launch shape
 // from the exported constants (flash3_fwd_threads etc.) so the table lives in one place.
 #include "fwd/kernel.cuh"
 #include "fwd/tile_config.cuh"
@@ -13,9 +14,17 @@
 #define FLASH3_CAT(a, b) a##b
 #define FLASH3_TYPE(x) FLASH3_CAT(FLASH3_, x)
 
+#ifndef FLASH3_PINGPONG
+#define FLASH3_PINGPONG 1
+#endif
+#ifndef FLASH3_INTRA_OVERLAP
+#define FLASH3_INTRA_OVERLAP 1
+#endif
+
 using Element = FLASH3_TYPE(FLASH3_ELEMENT);
 using Config = flash3::TileConfig<FLASH3_HEADDIM>;
-using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, Config::kBlockN, Config::kStages, Config::kConsumerWarpgroups>;
+using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, Config::kBlockN, Config::kStages, Config::kConsumerWarpgroups,
+                                     FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;

@@ -12,6 +12,10 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
+// The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
+for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1]]) {
+  VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines: [`-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`] });
+}
 
 function findNvcc() {
   const candidates = ['nvcc'];
@@ -25,11 +29,11 @@ function findNvcc() {
   return null;
 }
 
-function compile(nvcc, { element, headDim }) {
-  const name = `flash_fwd_${element}_hd${headDim}`;
+function compile(nvcc, { element, headDim, schedule, defines = [] }) {
+  const name = `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`;
   const args = [
     '-cubin', '-gencode=arch=compute_90a,code=sm_90a', '-O3', '-std=c++17', '-Xptxas', '-v',
-    `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`,
+    `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines,
     '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', 'flash_fwd.cu'),
   ];
   return new Promise((resolve) => {

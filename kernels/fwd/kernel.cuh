@@ -1,7 +1,8 @@
 // Forward attention, warp-specialised: warpgroup 0 is the producer (one thread issues every TMA
 // load into a Q tile and a ring of K/V stages), warpgroups 1.. are consumers that each own 64
 // query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. The grid is
-// persistent: each CTA walks tiles blockIdx.x, blockIdx.x + gridDim.x, ...
+// persistent and the schedule dynamic: a CTA's first tile is blockIdx.x, later ones come from a
+// global counter, so a CTA that drew light (causal) tiles simply takes more of them.
 #pragma once
 #include <cstdint>
 
@@ -29,7 +30,7 @@ __device__ __forceinline__ Tile decode_tile(int tile, const FwdParams& p) {
   return {p.num_m_blocks - 1 - tile % p.num_m_blocks, bh % p.heads_q, bh / p.heads_q};
 }
 
-template <typename T, int HeadDim, int BlockN, int Stages, int ConsumerWGs>
+template <typename T, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap>
 struct FwdKernel {
   static constexpr int kBlockM = 64 * ConsumerWGs;
   static constexpr int kThreads = 128 * (ConsumerWGs + 1);
@@ -44,8 +45,9 @@ struct FwdKernel {
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
   static constexpr int kOffV = kOffK + Stages * kKVBytes;
   static constexpr int kOffBarriers = kOffV + Stages * kKVBytes;
-  static constexpr int kBarriers = 2 + 3 * Stages;
-  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
+  static constexpr int kBarriers = 2 + 4 * Stages;
+  static constexpr int kOffTileSlot = kOffBarriers + 8 * kBarriers;
+  static constexpr int kSmemBytes = kOffTileSlot + 16 + 1024;
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -57,10 +59,13 @@ struct FwdKernel {
     __device__ uint32_t v(int stage, int panel) const { return base + kOffV + stage * kKVBytes + panel * BlockN * 128; }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
+    // The producer announces each tile here before arriving on q_full; -1 ends the CTA's work.
+    __device__ uint32_t tile_slot() const { return base + kOffTileSlot; }
     __device__ uint32_t q_empty() const { return barrier(1); }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
     __device__ uint32_t v_full(int s) const { return barrier(2 + Stages + s); }
-    __device__ uint32_t kv_empty(int s) const { return barrier(2 + 2 * Stages + s); }
+    __device__ uint32_t k_empty(int s) const { return barrier(2 + 2 * Stages + s); }
+    __device__ uint32_t v_empty(int s) const { return barrier(2 + 3 * Stages + s); }
   };
 
   __device__ static void run(const FwdParams& p) {
@@ -75,7 +80,8 @@ struct FwdKernel {
       for (int s = 0; s < Stages; ++s) {
         ptx::mbarrier_init(smem.k_full(s), 1);
         ptx::mbarrier_init(smem.v_full(s), 1);
-        ptx::mbarrier_init(smem.kv_empty(s), 4 * ConsumerWGs);  // one arrival per consumer warp
+        ptx::mbarrier_init(smem.k_empty(s), 4 * ConsumerWGs);  // one arrival per consumer warp
+        ptx::mbarrier_init(smem.v_empty(s), 4 * ConsumerWGs);
       }
       ptx::fence_barrier_init();
     }
@@ -95,93 +101,187 @@ struct FwdKernel {
     ptx::tma_prefetch_descriptor(&p.tm_k);
     ptx::tma_prefetch_descriptor(&p.tm_v);
     ptx::tma_prefetch_descriptor(&p.tm_o);
-    PipelineState<Stages> kv;
+    // K and V have rings of their own: K of a block is freed as soon as S is computed, V only
+    // after P V, and loads are issued in the order the consumers need them (K_n, then V_{n+1}).
+    PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
-    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    for (int t = blockIdx.x;; t = gridDim.x + atomicAdd(p.tile_counter, 1)) {
+      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
+      if (t >= p.num_tiles) {
+        ptx::st_shared_s32(smem.tile_slot(), -1);
+        ptx::mbarrier_arrive(smem.q_full());
+        return;
+      }
+      ptx::st_shared_s32(smem.tile_slot(), t);
       const Tile tile = decode_tile(t, p);
       const int head_kv = tile.head / p.group_size;
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
 
-      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
       ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
       for (int wg = 0; wg < ConsumerWGs; ++wg)
         for (int panel = 0; panel < kPanels; ++panel)
           ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * 64, tile.m_block * kBlockM + wg * 64,
                            tile.head, tile.batch);
 
+      auto load = [&](PipelineState<Stages>& ring, uint32_t empty, uint32_t full, const void* map, uint32_t dst_stage,
+                      int n) {
+        ptx::mbarrier_wait(empty, ring.phase ^ 1);
+        ptx::mbarrier_arrive_expect_tx(full, kKVBytes);
+        for (int panel = 0; panel < kPanels; ++panel)
+          ptx::tma_load_4d(dst_stage + panel * BlockN * 128, map, full, panel * 64, n * BlockN, head_kv, tile.batch);
+        ring.advance();
+      };
       for (int n = range.n_max - 1; n >= range.n_min; --n) {
-        ptx::mbarrier_wait(smem.kv_empty(kv.index), kv.phase ^ 1);
-        ptx::mbarrier_arrive_expect_tx(smem.k_full(kv.index), kKVBytes);
-        for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(smem.k(kv.index, panel), &p.tm_k, smem.k_full(kv.index), panel * 64, n * BlockN, head_kv,
-                           tile.batch);
-        ptx::mbarrier_arrive_expect_tx(smem.v_full(kv.index), kKVBytes);
-        for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(smem.v(kv.index, panel), &p.tm_v, smem.v_full(kv.index), panel * 64, n * BlockN, head_kv,
-                           tile.batch);
-        kv.advance();
+        load(k_ring, smem.k_empty(k_ring.index), smem.k_full(k_ring.index), &p.tm_k, smem.k(k_ring.index, 0), n);
+        if (n + 1 < range.n_max)
+          load(v_ring, smem.v_empty(v_ring.index), smem.v_full(v_ring.index), &p.tm_v, smem.v(v_ring.index, 0), n + 1);
       }
+      if (range.n_max > range.n_min)
+        load(v_ring, smem.v_empty(v_ring.index), smem.v_full(v_ring.index), &p.tm_v, smem.v(v_ring.index, 0),
+             range.n_min);
       q_phase ^= 1;
     }
+  }
+
+  // Pingpong: consumer warpgroups take turns issuing their GEMMs (hardware barrier 3 + wg opens
+  // warpgroup wg's turn), so one warpgroup's softmax runs while another's GEMMs hold the tensor cores.
+  __device__ static void gemm_turn_begin(int wg) {
+    if constexpr (Pingpong) ptx::named_barrier_sync(3 + wg, 256);
+  }
+  __device__ static void gemm_turn_end(int wg) {
+    if constexpr (Pingpong) ptx::named_barrier_arrive(3 + (wg + 1) % ConsumerWGs, 256);
+  }
+
+  __device__ static void issue_qk(float (&s)[BlockN / 2], const Smem& smem, int wg, int stage) {
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HeadDim / 16; ++kk) {
+      const uint32_t q_addr = smem.q(wg, kk / 4) + (kk % 4) * 32;
+      const uint32_t k_addr = smem.k(stage, kk / 4) + (kk % 4) * 32;
+      Wgmma<T, BlockN>::ss(s, ptx::smem_desc_kmajor_sw128(q_addr), ptx::smem_desc_kmajor_sw128(k_addr), kk > 0);
+    }
+    ptx::wgmma_commit();
+  }
+
+  __device__ static void issue_pv(float (&o)[HeadDim / 2], const uint32_t (&p_frag)[BlockN / 4], const Smem& smem,
+                                  int stage) {
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BlockN / 16; ++kk) {
+      const uint32_t v_addr = smem.v(stage, 0) + kk * 16 * 128;
+      Wgmma<T, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128(v_addr, BlockN * 128), 1);
+    }
+    ptx::wgmma_commit();
+  }
+
+  // Hands a K or V stage back to the producer once every warp of this warpgroup is done with it.
+  __device__ static void release(uint32_t empty_barrier, int lane) {
+    __syncwarp();
+    if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
   }
 
   __device__ static void consume(const FwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     const int warp = tid / 32;
     const int lane = tid % 32;
-    PipelineState<Stages> kv;
+    PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
+    // The last warpgroup opens the first turn.
+    if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
-    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    for (;;) {
+      ptx::mbarrier_wait(smem.q_full(), q_phase);
+      const int t = ptx::ld_shared_s32(smem.tile_slot());
+      if (t < 0) return;
       const Tile tile = decode_tile(t, p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
+      OnlineSoftmax softmax;
+      auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
+        if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
+          apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+        softmax.step(s, p.scale_log2, rescale);
+      };
 
       float o[HeadDim / 2];
 #pragma unroll
       for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
-      OnlineSoftmax softmax;
       softmax.reset();
 
-      ptx::mbarrier_wait(smem.q_full(), q_phase);
-      for (int n = range.n_max - 1; n >= range.n_min; --n) {
-        float s[BlockN / 2];
-        ptx::mbarrier_wait(smem.k_full(kv.index), kv.phase);
-        ptx::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HeadDim / 16; ++kk) {
-          const uint32_t q_addr = smem.q(wg, kk / 4) + (kk % 4) * 32;
-          const uint32_t k_addr = smem.k(kv.index, kk / 4) + (kk % 4) * 32;
-          Wgmma<T, BlockN>::ss(s, ptx::smem_desc_kmajor_sw128(q_addr), ptx::smem_desc_kmajor_sw128(k_addr), kk > 0);
+      if constexpr (IntraOverlap) {
+        // S of the next key block is issued before the softmax of the current one, and P V of the
+        // current block runs under the next block's softmax: the tensor cores always have work queued.
+        if (range.n_max > range.n_min) {
+          float s[BlockN / 2];
+          uint32_t p_frag[BlockN / 4];
+          float rescale[2];
+          int n = range.n_max - 1;
+          ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
+          gemm_turn_begin(wg);
+          issue_qk(s, smem, wg, k_ring.index);
+          gemm_turn_end(wg);
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(s);
+          release(smem.k_empty(k_ring.index), lane);
+          k_ring.advance();
+          softmax_block(s, n, rescale);
+          pack_fragments<T>(s, p_frag);
+          for (--n; n >= range.n_min; --n) {
+            ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
+            ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
+            gemm_turn_begin(wg);
+            issue_qk(s, smem, wg, k_ring.index);
+            issue_pv(o, p_frag, smem, v_ring.index);
+            gemm_turn_end(wg);
+            ptx::wgmma_wait<1>();
+            ptx::fence_registers(s);
+            release(smem.k_empty(k_ring.index), lane);
+            k_ring.advance();
+            softmax_block(s, n, rescale);
+            ptx::wgmma_wait<0>();
+            ptx::fence_registers(o);
+            release(smem.v_empty(v_ring.index), lane);
+            v_ring.advance();
+            // O holds P_prev V at the old row max; bring it to the new one before adding more.
+            scale_rows(o, rescale);
+            pack_fragments<T>(s, p_frag);
+          }
+          ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
+          gemm_turn_begin(wg);
+          issue_pv(o, p_frag, smem, v_ring.index);
+          gemm_turn_end(wg);
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(o);
+          release(smem.v_empty(v_ring.index), lane);
+          v_ring.advance();
         }
-        ptx::wgmma_commit();
-        ptx::wgmma_wait<0>();
-        ptx::fence_registers(s);
-
-        if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
-          apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-        float rescale[2];
-        softmax.step(s, p.scale_log2, rescale);
-        scale_rows(o, rescale);
-        uint32_t p_frag[BlockN / 4];
-        pack_fragments<T>(s, p_frag);
-
-        ptx::mbarrier_wait(smem.v_full(kv.index), kv.phase);
-        ptx::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BlockN / 16; ++kk) {
-          const uint32_t v_addr = smem.v(kv.index, 0) + kk * 16 * 128;
-          Wgmma<T, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128(v_addr, BlockN * 128), 1);
+      } else {
+        for (int n = range.n_max - 1; n >= range.n_min; --n) {
+          float s[BlockN / 2];
+          uint32_t p_frag[BlockN / 4];
+          float rescale[2];
+          ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
+          gemm_turn_begin(wg);
+          issue_qk(s, smem, wg, k_ring.index);
+          gemm_turn_end(wg);
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(s);
+          release(smem.k_empty(k_ring.index), lane);
+          k_ring.advance();
+          softmax_block(s, n, rescale);
+          scale_rows(o, rescale);
+          pack_fragments<T>(s, p_frag);
+          ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
+          gemm_turn_begin(wg);
+          issue_pv(o, p_frag, smem, v_ring.index);
+          gemm_turn_end(wg);
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(o);
+          release(smem.v_empty(v_ring.index), lane);
+          v_ring.advance();
         }
-        ptx::wgmma_commit();
-        ptx::wgmma_wait<0>();
-        ptx::fence_registers(o);
-
-        __syncwarp();
-        if (lane == 0) ptx::mbarrier_arrive(smem.kv_empty(kv.index));
-        kv.advance();
       }
 
       float inv_sum[2], lse[2];

@@ -14,8 +14,17 @@ export const KERNEL_DIR = fileURLToPath(new URL('../../kernels/', import.meta.ur
 export type KernelElement = 'bfloat16' | 'float16';
 export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
 
-export function forwardCubinPath(element: KernelElement, headDim: number): string {
-  return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}.cubin`;
+/**
+ * Builds with one of FA3's scheduling ideas switched off, for the ablation in docs/perf-log.md
+ * (bf16, head dim 128 only): warp specialisation alone, plus pingpong, plus intra-warpgroup overlap.
+ * The default build has all of them.
+ */
+export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap'] as const;
+export type Schedule = 'default' | (typeof ABLATION_SCHEDULES)[number];
+
+export function forwardCubinPath(element: KernelElement, headDim: number, schedule: Schedule = 'default'): string {
+  const suffix = schedule === 'default' ? '' : `_${schedule}`;
+  return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}${suffix}.cubin`;
 }
 
 /** The cubins that are missing, as paths; empty when the kernels are built. */
@@ -37,13 +46,13 @@ export interface ForwardKernel {
 
 const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
 
-export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number): ForwardKernel {
+export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number, schedule: Schedule = 'default'): ForwardKernel {
   let perContext = cache.get(ctx);
   if (!perContext) cache.set(ctx, (perContext = new Map()));
-  const key = `${element}/${headDim}`;
+  const key = `${element}/${headDim}/${schedule}`;
   let kernel = perContext.get(key);
   if (!kernel) {
-    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim));
+    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim, schedule));
     const fn = module.getFunction('flash3_fwd');
     kernel = {
       fn,
