@@ -10,10 +10,10 @@ status=0
 step() { echo; echo "== $*"; }
 
 step "device"
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/device.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/build.log"
 
 step "build kernels"
-node scripts/build-kernels.mjs 2>&1 | tee "$out/build.log" || status=1
+node scripts/build-kernels.mjs 2>&1 | tee -a "$out/build.log" || status=1
 
 step "GPU tests"
 node --test dist/test/gpu/ 2>&1 | tee "$out/gpu-tests.log" | grep -E "^# (tests|pass|fail|skipped)|not ok|ok [0-9]+ - " || true
@@ -21,9 +21,11 @@ grep -q "^# fail 0" "$out/gpu-tests.log" || status=1
 
 for tool in memcheck racecheck synccheck; do
   step "compute-sanitizer --tool $tool"
-  compute-sanitizer --tool "$tool" --error-exitcode 3 node scripts/gpu-smoke.mjs > "$out/sanitize-$tool.log" 2>&1
+  compute-sanitizer --tool "$tool" --error-exitcode 3 node scripts/gpu-smoke.mjs > /tmp/sanitize.log 2>&1
   rc=$?
-  tail -n 4 "$out/sanitize-$tool.log"
+  cat /tmp/sanitize.log >> "$out/sanitizers.log"
+  head -n 40 /tmp/sanitize.log | grep -E "Race|hazard|access|Error|====" | head -n 12
+  tail -n 4 /tmp/sanitize.log
   [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
 done
 
@@ -33,8 +35,9 @@ for cubin in dist/kernels/*.cubin; do
   printf '%-24s HGMMA %4d  UTMALDG %3d  UTMASTG %3d  LDL %d  STL %d\n' "$(basename "$cubin" .cubin)" \
     "$(grep -c HGMMA <<<"$sass")" "$(grep -c UTMALDG <<<"$sass")" "$(grep -c UTMASTG <<<"$sass")" \
     "$(grep -cw LDL <<<"$sass")" "$(grep -cw STL <<<"$sass")"
-done | tee "$out/sass.txt"
-awk '$3 == 0 || $5 == 0 || $9 != 0 || $11 != 0 { bad = 1 } END { exit bad }' "$out/sass.txt" || { echo "SASS check failed"; status=1; }
+done | tee /tmp/sass.txt
+cat /tmp/sass.txt >> "$out/build.log"
+awk '$3 == 0 || $5 == 0 || $9 != 0 || $11 != 0 { bad = 1 } END { exit bad }' /tmp/sass.txt || { echo "SASS check failed"; status=1; }
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   step "ablation"

@@ -40,14 +40,27 @@ struct FwdKernel {
   static constexpr int kProducerRegs = ConsumerWGs == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = ConsumerWGs == 2 ? 240 : 160;
 
-  // Shared memory: [Q per consumer][K ring][V ring][barriers]; every tile 1 KiB aligned for the swizzle.
+  // Shared memory: [Q per consumer][K ring][V ring][O staging per consumer, when it fits][barriers];
+  // every tile 1 KiB aligned for the swizzle. With its own O buffer a warpgroup hands Q back right
+  // after its last S = Q K^T, so the next tile's Q and K load under the last P V and the epilogue.
   static constexpr int kOffQ = 0;
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
   static constexpr int kOffV = kOffK + Stages * kKVBytes;
-  static constexpr int kOffBarriers = kOffV + Stages * kKVBytes;
+  static constexpr int kEndKV = kOffV + Stages * kKVBytes;
+  static constexpr bool kSeparateO = kEndKV + ConsumerWGs * kQBytesPerWG + 2048 <= 227 * 1024;
+  static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
+  static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kQBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
   static constexpr int kOffTileSlot = kOffBarriers + 8 * kBarriers;
   static constexpr int kSmemBytes = kOffTileSlot + 16 + 1024;
+
+  // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong
+  // turns, then the tile hand-over between the producer warp and all consumer threads.
+  static constexpr int kBarEpilogue = 1;
+  static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
+  static constexpr int kBarTileFull = kBarTurn + ConsumerWGs;
+  static constexpr int kBarTileEmpty = kBarTileFull + 1;
+  static constexpr int kTileSyncThreads = 32 + 128 * ConsumerWGs;
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -55,11 +68,12 @@ struct FwdKernel {
   struct Smem {
     uint32_t base;
     __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * 128; }
+    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kQBytesPerWG + panel * 64 * 128; }
     __device__ uint32_t k(int stage, int panel) const { return base + kOffK + stage * kKVBytes + panel * BlockN * 128; }
     __device__ uint32_t v(int stage, int panel) const { return base + kOffV + stage * kKVBytes + panel * BlockN * 128; }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
-    // The producer announces each tile here before arriving on q_full; -1 ends the CTA's work.
+    // The producer's next tile for the consumers (-1: no more), handed over under kBarTileFull.
     __device__ uint32_t tile_slot() const { return base + kOffTileSlot; }
     __device__ uint32_t q_empty() const { return barrier(1); }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
@@ -76,7 +90,7 @@ struct FwdKernel {
 
     if (threadIdx.x == 0) {
       ptx::mbarrier_init(smem.q_full(), 1);
-      ptx::mbarrier_init(smem.q_empty(), ConsumerWGs);
+      ptx::mbarrier_init(smem.q_empty(), 4 * ConsumerWGs);  // one arrival per consumer warp
       for (int s = 0; s < Stages; ++s) {
         ptx::mbarrier_init(smem.k_full(s), 1);
         ptx::mbarrier_init(smem.v_full(s), 1);
@@ -106,13 +120,11 @@ struct FwdKernel {
     PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
     for (int t = blockIdx.x;; t = gridDim.x + atomicAdd(p.tile_counter, 1)) {
+      ptx::named_barrier_sync(kBarTileEmpty, kTileSyncThreads);
+      ptx::st_shared_s32(smem.tile_slot(), t < p.num_tiles ? t : -1);
+      ptx::named_barrier_arrive(kBarTileFull, kTileSyncThreads);
+      if (t >= p.num_tiles) return;
       ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
-      if (t >= p.num_tiles) {
-        ptx::st_shared_s32(smem.tile_slot(), -1);
-        ptx::mbarrier_arrive(smem.q_full());
-        return;
-      }
-      ptx::st_shared_s32(smem.tile_slot(), t);
       const Tile tile = decode_tile(t, p);
       const int head_kv = tile.head / p.group_size;
       const BlockRange range =
@@ -144,13 +156,13 @@ struct FwdKernel {
     }
   }
 
-  // Pingpong: consumer warpgroups take turns issuing their GEMMs (hardware barrier 3 + wg opens
+  // Pingpong: consumer warpgroups take turns issuing their GEMMs (barrier kBarTurn + wg opens
   // warpgroup wg's turn), so one warpgroup's softmax runs while another's GEMMs hold the tensor cores.
   __device__ static void gemm_turn_begin(int wg) {
-    if constexpr (Pingpong) ptx::named_barrier_sync(3 + wg, 256);
+    if constexpr (Pingpong) ptx::named_barrier_sync(kBarTurn + wg, 256);
   }
   __device__ static void gemm_turn_end(int wg) {
-    if constexpr (Pingpong) ptx::named_barrier_arrive(3 + (wg + 1) % ConsumerWGs, 256);
+    if constexpr (Pingpong) ptx::named_barrier_arrive(kBarTurn + (wg + 1) % ConsumerWGs, 256);
   }
 
   __device__ static void issue_qk(float (&s)[BlockN / 2], const Smem& smem, int wg, int stage) {
@@ -181,6 +193,10 @@ struct FwdKernel {
     if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
   }
 
+  __device__ static void release_q_early(const Smem& smem, int lane) {
+    if constexpr (kSeparateO) release(smem.q_empty(), lane);
+  }
+
   __device__ static void consume(const FwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     const int warp = tid / 32;
@@ -190,10 +206,13 @@ struct FwdKernel {
     // The last warpgroup opens the first turn.
     if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
+    ptx::named_barrier_arrive(kBarTileEmpty, kTileSyncThreads);
     for (;;) {
-      ptx::mbarrier_wait(smem.q_full(), q_phase);
+      ptx::named_barrier_sync(kBarTileFull, kTileSyncThreads);
       const int t = ptx::ld_shared_s32(smem.tile_slot());
+      ptx::named_barrier_arrive(kBarTileEmpty, kTileSyncThreads);
       if (t < 0) return;
+      ptx::mbarrier_wait(smem.q_full(), q_phase);
       const Tile tile = decode_tile(t, p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
@@ -208,6 +227,7 @@ struct FwdKernel {
       float o[HeadDim / 2];
 #pragma unroll
       for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
+      if (range.n_max <= range.n_min) release_q_early(smem, lane);
       softmax.reset();
 
       if constexpr (IntraOverlap) {
@@ -226,6 +246,7 @@ struct FwdKernel {
           ptx::fence_registers(s);
           release(smem.k_empty(k_ring.index), lane);
           k_ring.advance();
+          if (n == range.n_min) release_q_early(smem, lane);
           softmax_block(s, n, rescale);
           pack_fragments<T>(s, p_frag);
           for (--n; n >= range.n_min; --n) {
@@ -239,6 +260,7 @@ struct FwdKernel {
             ptx::fence_registers(s);
             release(smem.k_empty(k_ring.index), lane);
             k_ring.advance();
+            if (n == range.n_min) release_q_early(smem, lane);
             softmax_block(s, n, rescale);
             ptx::wgmma_wait<0>();
             ptx::fence_registers(o);
@@ -270,6 +292,7 @@ struct FwdKernel {
           ptx::fence_registers(s);
           release(smem.k_empty(k_ring.index), lane);
           k_ring.advance();
+          if (n == range.n_min) release_q_early(smem, lane);
           softmax_block(s, n, rescale);
           scale_rows(o, rescale);
           pack_fragments<T>(s, p_frag);
@@ -292,18 +315,21 @@ struct FwdKernel {
         if (row0 + 8 < p.seqlen_q) lse_row[row0 + 8] = lse[1];
       }
 
-      // The Q tile of this warpgroup is free (its last wgmma has completed): stage O there.
-      uint8_t* tile_smem = smem_ptr + kOffQ + wg * kQBytesPerWG;
-      stage_output<T, HeadDim>(o, inv_sum, tile_smem, 64 * 128, warp, lane);
+      uint8_t* staging = smem_ptr + kOffO + wg * kQBytesPerWG;
+      stage_output<T, HeadDim>(o, inv_sum, staging, 64 * 128, warp, lane);
       ptx::fence_async_shared();
-      ptx::named_barrier_sync(1 + wg, 128);
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
       if (tid == 0) {
         for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_store_4d(&p.tm_o, smem.q(wg, panel), panel * 64, tile.m_block * kBlockM + wg * 64, tile.head,
+          ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), panel * 64, tile.m_block * kBlockM + wg * 64, tile.head,
                             tile.batch);
         ptx::tma_store_commit();
+        // The staging buffer (the Q tile itself when O has no buffer of its own) is reused next tile.
         ptx::tma_store_wait_read();
-        ptx::mbarrier_arrive(smem.q_empty());
+      }
+      if constexpr (!kSeparateO) {
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        release(smem.q_empty(), lane);
       }
       q_phase ^= 1;
     }
