@@ -2,13 +2,10 @@
  * Which backends the CLI can use. Loading the CUDA backend must never fail on a machine
  * without a GPU (its driver binding loads lazily); what is unavailable says why via its probe.
  */
-import { getBackend, registerBackend, type BackendName, type ProbeResult } from '../backend.js';
+import { getBackend, type BackendName, type ProbeResult } from '../backend.js';
 import { CudaUnavailableError } from '../errors.js';
 import '../index.js';
-import { cudaBackend } from '../cuda/backend.js';
-
-// The CUDA module registers its device transfer on import; register the backend too unless it already did.
-if (!getBackend('cuda')) registerBackend(cudaBackend);
+import '../cuda/backend.js';
 
 export function probeBackend(name: BackendName): ProbeResult {
   const b = getBackend(name);

@@ -37,6 +37,7 @@ export function checkCases(seed: number, quick: boolean): CheckCase[] {
     { quick: false, what: 'odd lengths, batch 2', batch: 2, seqlenQ: 0, seqlenK: 0, headsQ: 2, headsKv: 2, headDim: 64, mask: { kind: 'full' } },
     { quick: false, what: 'head dim 256, causal', batch: 1, seqlenQ: 0, seqlenK: 0, headsQ: 2, headsKv: 2, headDim: 256, mask: { kind: 'causal' } },
     { quick: false, what: 'one query (decoding), MQA', batch: 2, seqlenQ: 1, seqlenK: odd(rng, 33, 161), headsQ: 4, headsKv: 1, headDim: 128, mask: { kind: 'full' } },
+    { quick: false, what: 'several tiles each way, GQA, causal', batch: 1, seqlenQ: odd(rng, 257, 511), seqlenK: odd(rng, 257, 511), headsQ: 4, headsKv: 2, headDim: 128, mask: { kind: 'causal' } },
     { quick: false, what: 'sliding window, seqlenQ < seqlenK', batch: 1, seqlenQ: odd(rng, 33, 63), seqlenK: odd(rng, 129, 193), headsQ: 2, headsKv: 1, headDim: 128, mask: { kind: 'window', left: int(rng, 16, 48), right: int(rng, 0, 8) } },
   ];
   // Square cases draw one length for both sides.

@@ -1,0 +1,196 @@
+/**
+ * `flash3 bench`: the FlashAttention-3 paper's forward grid on the GPU (optionally next to
+ * PyTorch's cuDNN and FA2 on the same card), or a small grid on the CPU reference backend,
+ * labelled as such so it is never mistaken for GPU numbers.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { attention } from '../../attention.js';
+import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } from '../../bench/cudaTiming.js';
+import { median, paperGrid, PAPER_HEAD_DIMS, PAPER_SEQLENS, seqlenLabel, type BenchPoint } from '../../bench/grid.js';
+import { timePeers, type PeersResult } from '../../bench/peers.js';
+import { CudaContext } from '../../cuda/context.js';
+import { FORWARD_HEAD_DIMS } from '../../cuda/kernels.js';
+import type { DType } from '../../dtype.js';
+import { Flash3Error } from '../../errors.js';
+import { Tensor } from '../../tensor.js';
+import { UsageError, boolFlag, choiceFlag, dtypeFlag, intFlag, intListFlag, stringFlag, type Command, type FlagValues } from '../args.js';
+import { pickBackend } from '../backends.js';
+import { buildRows, headerLine, reportJson, reportSvg, reportTable, type BenchReport } from '../benchReport.js';
+import { ProgressBar } from '../progress.js';
+
+/** The CPU reference is ~1000x slower than the GPU: a few timed calls are plenty. */
+const CPU_TIMING: TimingOptions = { warmup: 2, iterations: 2, repetitions: 3 };
+const CPU_SEQLENS = [128, 256, 512];
+const CPU_HEAD_DIMS = [64];
+const CPU_BATCH = 1;
+const CPU_HEADS = 2;
+const BUFFER_SEED = 1234;
+
+function timingOf(values: FlagValues, defaults: TimingOptions): TimingOptions {
+  return {
+    warmup: intFlag(values, 'warmup', defaults.warmup, 0),
+    iterations: intFlag(values, 'iters', defaults.iterations, 1),
+    repetitions: intFlag(values, 'reps', defaults.repetitions, 1),
+  };
+}
+
+function causalsOf(values: FlagValues): boolean[] {
+  const c = choiceFlag(values, 'causal', ['both', 'yes', 'no'] as const, 'both');
+  return c === 'both' ? [false, true] : [c === 'yes'];
+}
+
+function progress(points: BenchPoint[], label: string): { bar: ProgressBar; tick: (p: BenchPoint) => void } {
+  const bar = new ProgressBar(points.length, { label });
+  return { bar, tick: (p) => bar.tick(`hd${p.headDim}${p.causal ? ' causal' : ''} s=${seqlenLabel(p.seqlen)}`) };
+}
+
+/** timePeers, with a malformed reply from the script turned into a reason like any other failure. */
+function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions): PeersResult {
+  try {
+    return timePeers(points, dtype, timing);
+  } catch (e) {
+    return { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
+  }
+}
+
+function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report: BenchReport; notes: string[] } {
+  const headDims = intListFlag(values, 'headdim', PAPER_HEAD_DIMS);
+  const bad = headDims.find((d) => !(FORWARD_HEAD_DIMS as readonly number[]).includes(d));
+  if (bad !== undefined) throw new UsageError(`--headdim ${bad} has no CUDA kernel; use ${FORWARD_HEAD_DIMS.join(', ')}`);
+  const points = paperGrid(headDims, intListFlag(values, 'seqlen', PAPER_SEQLENS), causalsOf(values));
+  const timing = timingOf(values, DEFAULT_TIMING);
+  const ctx = CudaContext.get(0);
+  const elements = Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
+
+  process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
+  const times: number[] = [];
+  const buffers = new BenchBuffers(dtype, elements, BUFFER_SEED);
+  const { bar, tick } = progress(points, 'flash3');
+  try {
+    for (const p of points) {
+      times.push(timeCudaForward(buffers, p, timing));
+      tick(p);
+    }
+  } finally {
+    bar.done();
+    // Before the peers run: PyTorch needs the memory.
+    buffers.dispose();
+  }
+
+  const notes: string[] = [];
+  let peers: PeersResult | null = null;
+  if (boolFlag(values, 'peers')) {
+    process.stderr.write('flash3 bench: timing PyTorch SDPA cuDNN and FA2 on the same points (bench/peers.py)...\n');
+    peers = peersOrReason(points, dtype, timing);
+    if (!peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
+  }
+  const { rows, peerErrors } = buildRows(points, times, peers);
+  const peersInfo = peers === null ? null : peers.ok ? { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false as const, reason: peers.reason };
+  return { report: { backend: 'cuda', device: ctx.name, dtype, timing, peers: peersInfo, rows, peerErrors }, notes };
+}
+
+function timeCpu(p: BenchPoint, dtype: DType, timing: TimingOptions, seed: number): number {
+  const q = Tensor.randn([p.batch, p.seqlen, p.heads, p.headDim], { dtype, seed });
+  const k = Tensor.randn([p.batch, p.seqlen, p.heads, p.headDim], { dtype, seed: seed + 1 });
+  const v = Tensor.randn([p.batch, p.seqlen, p.heads, p.headDim], { dtype, seed: seed + 2 });
+  const call = () => {
+    const r = attention(q, k, v, { causal: p.causal, backend: 'cpu' });
+    r.out.dispose();
+    r.lse.dispose();
+  };
+  try {
+    for (let i = 0; i < timing.warmup; i++) call();
+    const samples: number[] = [];
+    for (let r = 0; r < timing.repetitions; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < timing.iterations; i++) call();
+      samples.push((performance.now() - t0) / timing.iterations);
+    }
+    return median(samples);
+  } finally {
+    for (const t of [q, k, v]) t.dispose();
+  }
+}
+
+function benchCpu(values: FlagValues, dtype: DType): { report: BenchReport; notes: string[] } {
+  const headDims = intListFlag(values, 'headdim', CPU_HEAD_DIMS);
+  const seqlens = intListFlag(values, 'seqlen', CPU_SEQLENS);
+  const causals = causalsOf(values);
+  const points: BenchPoint[] = [];
+  for (const headDim of headDims) {
+    for (const causal of causals) for (const seqlen of seqlens) points.push({ headDim, causal, seqlen, batch: CPU_BATCH, heads: CPU_HEADS });
+  }
+  const timing = timingOf(values, CPU_TIMING);
+  const notes: string[] = [];
+  if (boolFlag(values, 'peers')) notes.push('--peers ignored: PyTorch peers are timed only against the CUDA backend');
+
+  const times: number[] = [];
+  const { bar, tick } = progress(points, 'flash3 (CPU)');
+  try {
+    points.forEach((p, i) => {
+      times.push(timeCpu(p, dtype, timing, BUFFER_SEED + 3 * i));
+      tick(p);
+    });
+  } finally {
+    bar.done();
+  }
+  const { rows, peerErrors } = buildRows(points, times, null);
+  const device = `CPU reference (${cpus()[0]?.model?.trim() || process.arch})`;
+  return { report: { backend: 'cpu', device, dtype, timing, peers: null, rows, peerErrors }, notes };
+}
+
+function write(flag: string, path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch (e) {
+    throw new Flash3Error(`${flag}: cannot write ${JSON.stringify(path)}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: "Time the forward pass over the FlashAttention-3 paper's grid (16k tokens, hidden 2048) and report TFLOPS.",
+  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--peers] [--json FILE] [--svg FILE]',
+  details: [
+    'On CUDA: batch = 16384 / seqlen and heads = 2048 / headdim at each point, forward FLOPs',
+    '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events: warmup launches,',
+    'then `reps` repetitions of `iters` back-to-back launches, median repetition reported.',
+    '--peers also times PyTorch SDPA cuDNN and FlashAttention-2 on the same points (needs',
+    'python3 with torch on this machine; without it the reason is printed and flash3 alone shown).',
+    '',
+    'Without a usable GPU (or with --backend cpu) it times the CPU reference backend on a small',
+    'grid (head dim 64, seqlen 128/256/512, batch 1, heads 2) with performance.now(); those numbers',
+    'are labelled as the CPU reference and say nothing about the GPU kernels.',
+  ].join('\n'),
+  flags: {
+    backend: { type: 'string', value: 'NAME', description: 'auto, cuda or cpu (auto: cuda when usable, else cpu)', default: 'auto' },
+    dtype: { type: 'string', value: 'T', description: 'bf16 or fp16', default: 'bf16' },
+    headdim: { type: 'string', value: 'LIST', description: 'head dims', default: '64,128,256 (cpu: 64)' },
+    seqlen: { type: 'string', value: 'LIST', description: 'sequence lengths', default: '512,...,16384 (cpu: 128,256,512)' },
+    causal: { type: 'string', value: 'WHICH', description: 'both, yes or no', default: 'both' },
+    peers: { type: 'boolean', description: 'also time PyTorch cuDNN and FA2 (bench/peers.py)' },
+    json: { type: 'string', value: 'FILE', description: 'write the results as JSON' },
+    svg: { type: 'string', value: 'FILE', description: 'write bar charts (one panel per head dim and mask) as SVG' },
+    warmup: { type: 'string', value: 'N', description: 'warm-up calls per point', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },
+    iters: { type: 'string', value: 'N', description: 'calls per timed repetition', default: `${DEFAULT_TIMING.iterations} (cpu: ${CPU_TIMING.iterations})` },
+    reps: { type: 'string', value: 'N', description: 'timed repetitions (median reported)', default: `${DEFAULT_TIMING.repetitions} (cpu: ${CPU_TIMING.repetitions})` },
+  },
+  run(values) {
+    const pick = pickBackend(choiceFlag(values, 'backend', ['auto', 'cuda', 'cpu'] as const, 'auto'));
+    const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16'] as const, 'bfloat16');
+    const jsonPath = stringFlag(values, 'json');
+    const svgPath = stringFlag(values, 'svg');
+    if (pick.name === 'cpu') process.stderr.write(`flash3 bench: CPU reference backend (${pick.why})\n`);
+    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype);
+
+    if (jsonPath) write('--json', jsonPath, reportJson(report));
+    if (svgPath) write('--svg', svgPath, reportSvg(report));
+    console.log(headerLine(report));
+    for (const n of notes) console.log(n);
+    const written = [jsonPath && `JSON ${jsonPath}`, svgPath && `SVG ${svgPath}`].filter(Boolean);
+    if (written.length) console.log(`wrote ${written.join(', ')}`);
+    console.log(reportTable(report));
+    return 0;
+  },
+};
