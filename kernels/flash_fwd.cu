@@ -1,7 +1,8 @@
 // One cubin per (element type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16 and
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. FLASH3_PINGPONG and
-// FLASH3_INTRA_OVERLAP (default 1) switch the two scheduling ideas off for the ablation builds. The host reads the launch shape
-// from the exported constants (flash3_fwd_threads etc.) so the table lives in one place.
+// FLASH3_INTRA_OVERLAP (default 1) switch the two scheduling ideas off for the ablation builds;
+// FLASH3_BLOCK_N, FLASH3_STAGES and FLASH3_CONSUMER_WGS override the tile table for tuning builds.
+// The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/kernel.cuh"
 #include "fwd/tile_config.cuh"
 
@@ -23,14 +24,23 @@
 
 using Element = FLASH3_TYPE(FLASH3_ELEMENT);
 using Config = flash3::TileConfig<FLASH3_HEADDIM>;
-using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, Config::kBlockN, Config::kStages, Config::kConsumerWarpgroups,
-                                     FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0>;
+#ifndef FLASH3_BLOCK_N
+#define FLASH3_BLOCK_N Config::kBlockN
+#endif
+#ifndef FLASH3_STAGES
+#define FLASH3_STAGES Config::kStages
+#endif
+#ifndef FLASH3_CONSUMER_WGS
+#define FLASH3_CONSUMER_WGS Config::kConsumerWarpgroups
+#endif
+using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
+                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;
 __device__ __attribute__((used)) const int flash3_fwd_smem_bytes = Kernel::kSmemBytes;
 __device__ __attribute__((used)) const int flash3_fwd_block_m = Kernel::kBlockM;
-__device__ __attribute__((used)) const int flash3_fwd_block_n = Config::kBlockN;
+__device__ __attribute__((used)) const int flash3_fwd_block_n = FLASH3_BLOCK_N;
 
 __global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_fwd(const __grid_constant__ flash3::FwdParams p) {
   Kernel::run(p);

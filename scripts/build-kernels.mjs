@@ -12,6 +12,13 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
+// Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)
+// adds flash_fwd_<element>_hd<d>_<NAME>.cubin with FLASH3_<MACRO> overrides, for `flash3 bench --variant`.
+for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('--extra', i + 1)) {
+  const [schedule, element, headDim, overrides = ''] = process.argv[i + 1].split(':');
+  const defines = overrides.split(',').filter(Boolean).map((kv) => `-DFLASH3_${kv}`);
+  VARIANTS.push({ element, headDim: Number(headDim), schedule, defines });
+}
 // The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
 for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1]]) {
   VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines: [`-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`] });

@@ -41,7 +41,7 @@ awk '$3 == 0 || $5 == 0 || $9 != 0 || $11 != 0 { bad = 1 } END { exit bad }' /tm
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   step "ablation"
-  node scripts/ablation.mjs 2>&1 | tee "$out/ablation.log"
+  node scripts/tune.mjs 2>&1 | tee "$out/ablation.log"
   step "bench"
   node dist/src/cli/main.js bench --backend cuda --peers --json "$out/bench.json" --svg "$out/bench.svg" "$@" 2>&1 | tee "$out/bench.log"
 fi

@@ -1,8 +1,8 @@
 // Forward attention, warp-specialised: warpgroup 0 is the producer (one thread issues every TMA
 // load into a Q tile and a ring of K/V stages), warpgroups 1.. are consumers that each own 64
 // query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. The grid is
-// persistent and the schedule dynamic: a CTA's first tile is blockIdx.x, later ones come from a
-// global counter, so a CTA that drew light (causal) tiles simply takes more of them.
+// persistent: each CTA walks tiles blockIdx.x, blockIdx.x + gridDim.x, ... (a dynamic scheduler
+// drawing tiles from a global counter measured no better on H200: docs/perf-log.md).
 #pragma once
 #include <cstdint>
 
@@ -51,16 +51,11 @@ struct FwdKernel {
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kQBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
-  static constexpr int kOffTileSlot = kOffBarriers + 8 * kBarriers;
-  static constexpr int kSmemBytes = kOffTileSlot + 16 + 1024;
+  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
-  // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong
-  // turns, then the tile hand-over between the producer warp and all consumer threads.
+  // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong turns.
   static constexpr int kBarEpilogue = 1;
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
-  static constexpr int kBarTileFull = kBarTurn + ConsumerWGs;
-  static constexpr int kBarTileEmpty = kBarTileFull + 1;
-  static constexpr int kTileSyncThreads = 32 + 128 * ConsumerWGs;
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -73,8 +68,6 @@ struct FwdKernel {
     __device__ uint32_t v(int stage, int panel) const { return base + kOffV + stage * kKVBytes + panel * BlockN * 128; }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
-    // The producer's next tile for the consumers (-1: no more), handed over under kBarTileFull.
-    __device__ uint32_t tile_slot() const { return base + kOffTileSlot; }
     __device__ uint32_t q_empty() const { return barrier(1); }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
     __device__ uint32_t v_full(int s) const { return barrier(2 + Stages + s); }
@@ -119,11 +112,7 @@ struct FwdKernel {
     // after P V, and loads are issued in the order the consumers need them (K_n, then V_{n+1}).
     PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
-    for (int t = blockIdx.x;; t = gridDim.x + atomicAdd(p.tile_counter, 1)) {
-      ptx::named_barrier_sync(kBarTileEmpty, kTileSyncThreads);
-      ptx::st_shared_s32(smem.tile_slot(), t < p.num_tiles ? t : -1);
-      ptx::named_barrier_arrive(kBarTileFull, kTileSyncThreads);
-      if (t >= p.num_tiles) return;
+    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
       ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
       const Tile tile = decode_tile(t, p);
       const int head_kv = tile.head / p.group_size;
@@ -206,12 +195,7 @@ struct FwdKernel {
     // The last warpgroup opens the first turn.
     if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
-    ptx::named_barrier_arrive(kBarTileEmpty, kTileSyncThreads);
-    for (;;) {
-      ptx::named_barrier_sync(kBarTileFull, kTileSyncThreads);
-      const int t = ptx::ld_shared_s32(smem.tile_slot());
-      ptx::named_barrier_arrive(kBarTileEmpty, kTileSyncThreads);
-      if (t < 0) return;
+    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
       ptx::mbarrier_wait(smem.q_full(), q_phase);
       const Tile tile = decode_tile(t, p);
       const BlockRange range =

@@ -24,16 +24,6 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-__device__ __forceinline__ void st_shared_s32(uint32_t addr, int value) {
-  asm volatile("st.shared.s32 [%0], %1;" ::"r"(addr), "r"(value) : "memory");
-}
-
-__device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
-  int value;
-  asm volatile("ld.shared.s32 %0, [%1];" : "=r"(value) : "r"(addr) : "memory");
-  return value;
-}
-
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -5,7 +5,7 @@
 import type { DType } from '../dtype.js';
 import { Event, CudaContext } from '../cuda/context.js';
 import { planForward } from '../cuda/forward.js';
-import type { Schedule } from '../cuda/kernels.js';
+import type { Variant } from '../cuda/kernels.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
 import { Tensor } from '../tensor.js';
@@ -51,7 +51,7 @@ export class BenchBuffers {
   }
 }
 
-export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions = DEFAULT_TIMING, schedule: Schedule = 'default'): number {
+export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions = DEFAULT_TIMING, variant: Variant = 'default'): number {
   const shape = [p.batch, p.seqlen, p.heads, p.headDim];
   const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
   const [q, k, v] = buffers.tensors.map((t) => t.view(shape, strides, 0));
@@ -62,21 +62,17 @@ export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: Ti
   const end = new Event(ctx);
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
-    const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, schedule);
-    try {
-      for (let i = 0; i < timing.warmup; i++) plan.launch();
-      ctx.synchronize();
-      const samples: number[] = [];
-      for (let r = 0; r < timing.repetitions; r++) {
-        start.record();
-        for (let i = 0; i < timing.iterations; i++) plan.launch();
-        end.record();
-        samples.push(Event.elapsedMs(start, end) / timing.iterations);
-      }
-      return median(samples);
-    } finally {
-      plan.dispose();
+    const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant);
+    for (let i = 0; i < timing.warmup; i++) plan.launch();
+    ctx.synchronize();
+    const samples: number[] = [];
+    for (let r = 0; r < timing.repetitions; r++) {
+      start.record();
+      for (let i = 0; i < timing.iterations; i++) plan.launch();
+      end.record();
+      samples.push(Event.elapsedMs(start, end) / timing.iterations);
     }
+    return median(samples);
   } finally {
     start.destroy();
     end.destroy();

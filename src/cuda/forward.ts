@@ -9,14 +9,12 @@ import type { ProblemShape } from '../problem.js';
 import type { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { packFwdParams, FWD_PARAMS_ALIGN } from './fwdParams.js';
-import { forwardKernel, type KernelElement, type Schedule } from './kernels.js';
+import { forwardKernel, type KernelElement, type Variant } from './kernels.js';
 import { encodeTensorMapTiled } from './tensormap.js';
 
 export interface ForwardPlan {
   /** Queues the kernel on `stream` (default stream when omitted); does not wait. */
   launch(stream?: Stream): void;
-  /** Frees the plan's scheduler counter; queued launches still complete. */
-  dispose(): void;
   grid: number;
   threads: number;
   blockM: number;
@@ -58,14 +56,13 @@ export function planForward(
   tensors: { q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor },
   shape: ProblemShape,
   opts: ResolvedOptions,
-  schedule: Schedule = 'default',
+  variant: Variant = 'default',
 ): ForwardPlan {
   const { q, k, v, out, lse } = tensors;
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) checkTmaLayout(name, t);
-  const kernel = forwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, schedule);
+  const kernel = forwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);
   const numTiles = numMBlocks * shape.headsQ * shape.batch;
-  const tileCounter = ctx.alloc(4);
   const params = packFwdParams({
     tmQ: tensorMap(ctx, q, 64),
     tmK: tensorMap(ctx, k, kernel.blockN),
@@ -81,17 +78,14 @@ export function planForward(
     scaleLog2: opts.softmaxScale * Math.LOG2E,
     numMBlocks,
     numTiles,
-    tileCounter: tileCounter.ptr,
   });
   const grid = Math.min(numTiles, ctx.multiprocessorCount);
   return {
-    dispose: () => tileCounter.free(),
     grid,
     threads: kernel.threads,
     blockM: kernel.blockM,
     blockN: kernel.blockN,
     launch(stream?: Stream) {
-      ctx.memset8(tileCounter.ptr, 0, 4, stream);
       kernel.fn.launch(
         { grid: [grid, 1, 1], block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: FWD_PARAMS_ALIGN }],

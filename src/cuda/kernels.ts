@@ -20,10 +20,11 @@ export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
  * The default build has all of them.
  */
 export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap'] as const;
-export type Schedule = 'default' | (typeof ABLATION_SCHEDULES)[number];
+/** 'default', one of ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra). */
+export type Variant = string;
 
-export function forwardCubinPath(element: KernelElement, headDim: number, schedule: Schedule = 'default'): string {
-  const suffix = schedule === 'default' ? '' : `_${schedule}`;
+export function forwardCubinPath(element: KernelElement, headDim: number, variant: Variant = 'default'): string {
+  const suffix = variant === 'default' ? '' : `_${variant}`;
   return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}${suffix}.cubin`;
 }
 
@@ -46,13 +47,13 @@ export interface ForwardKernel {
 
 const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
 
-export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number, schedule: Schedule = 'default'): ForwardKernel {
+export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number, variant: Variant = 'default'): ForwardKernel {
   let perContext = cache.get(ctx);
   if (!perContext) cache.set(ctx, (perContext = new Map()));
-  const key = `${element}/${headDim}/${schedule}`;
+  const key = `${element}/${headDim}/${variant}`;
   let kernel = perContext.get(key);
   if (!kernel) {
-    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim, schedule));
+    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim, variant));
     const fn = module.getFunction('flash3_fwd');
     kernel = {
       fn,

@@ -85,8 +85,8 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
     });
   }
 
-  for (const schedule of ABLATION_SCHEDULES) {
-    it(`ablation build ${schedule} computes the same attention`, () => {
+  for (const variant of ABLATION_SCHEDULES) {
+    it(`ablation build ${variant} computes the same attention`, () => {
       const [b, sq, sk, h, d] = [2, 700, 900, 4, 128];
       const q = Tensor.randn([b, sq, h, d], { dtype: 'bfloat16', seed: seed++ }).cuda();
       const k = Tensor.randn([b, sk, h, d], { dtype: 'bfloat16', seed: seed++ }).cuda();
@@ -95,13 +95,11 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const lse = Tensor.empty([b, h, sq], 'float32', 'cuda');
       const opts = resolveOptions({ causal: true }, d);
       const ctx = CudaContext.get(0);
-      const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, schedule);
-      plan.launch();
+      planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant).launch();
       ctx.synchronize();
-      plan.dispose();
       const ref = referenceAttention(cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts));
       const err = relativeError(out.toFloat64Array(), ref.out);
-      assert.ok(err < 1e-2, `${schedule}: rel err ${err}`);
+      assert.ok(err < 1e-2, `${variant}: rel err ${err}`);
       for (const x of [q, k, v, out, lse]) x.dispose();
     });
   }
