@@ -1,8 +1,8 @@
 // Forward attention, warp-specialised: warpgroup 0 is the producer (one thread issues every TMA
 // load into a Q tile and a ring of K/V stages), warpgroups 1.. are consumers that each own 64
 // query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. The grid is
-// persistent: each CTA walks tiles blockIdx.x, blockIdx.x + gridDim.x, ... (a dynamic scheduler
-// drawing tiles from a global counter measured no better on H200: docs/perf-log.md).
+// persistent and the schedule dynamic: a CTA's first tile is blockIdx.x, later ones come from a
+// global counter, so CTAs that drew light (causal) tiles take more of them.
 #pragma once
 #include <cstdint>
 
@@ -51,7 +51,8 @@ struct FwdKernel {
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kQBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
-  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
+  static constexpr int kOffTileSlot = kOffBarriers + 8 * kBarriers;
+  static constexpr int kSmemBytes = kOffTileSlot + 16 + 1024;
 
   // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong turns.
   static constexpr int kBarEpilogue = 1;
@@ -69,6 +70,8 @@ struct FwdKernel {
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
     __device__ uint32_t q_empty() const { return barrier(1); }
+    // The tile the producer loaded Q for (-1: no more), written under q_full.
+    __device__ uint32_t tile_slot() const { return base + kOffTileSlot; }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
     __device__ uint32_t v_full(int s) const { return barrier(2 + Stages + s); }
     __device__ uint32_t k_empty(int s) const { return barrier(2 + 2 * Stages + s); }
@@ -112,14 +115,18 @@ struct FwdKernel {
     // after P V, and loads are issued in the order the consumers need them (K_n, then V_{n+1}).
     PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
-    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    for (int t = blockIdx.x;; t = gridDim.x + atomicAdd(p.tile_counter, 1)) {
       ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
+      // The tile index travels with Q: an async store completing on q_full, as the TMA loads do.
+      const bool more = t < p.num_tiles;
+      ptx::mbarrier_arrive_expect_tx(smem.q_full(), 4 + (more ? ConsumerWGs * kQBytesPerWG : 0));
+      ptx::st_async_s32(smem.tile_slot(), more ? t : -1, smem.q_full());
+      if (!more) return;
       const Tile tile = decode_tile(t, p);
       const int head_kv = tile.head / p.group_size;
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
 
-      ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
       for (int wg = 0; wg < ConsumerWGs; ++wg)
         for (int panel = 0; panel < kPanels; ++panel)
           ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * 64, tile.m_block * kBlockM + wg * 64,
@@ -195,8 +202,10 @@ struct FwdKernel {
     // The last warpgroup opens the first turn.
     if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
-    for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    for (;;) {
       ptx::mbarrier_wait(smem.q_full(), q_phase);
+      const int t = ptx::ld_shared_s32(smem.tile_slot());
+      if (t < 0) return;
       const Tile tile = decode_tile(t, p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);

@@ -63,16 +63,20 @@ export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: Ti
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant);
-    for (let i = 0; i < timing.warmup; i++) plan.launch();
-    ctx.synchronize();
-    const samples: number[] = [];
-    for (let r = 0; r < timing.repetitions; r++) {
-      start.record();
-      for (let i = 0; i < timing.iterations; i++) plan.launch();
-      end.record();
-      samples.push(Event.elapsedMs(start, end) / timing.iterations);
+    try {
+      for (let i = 0; i < timing.warmup; i++) plan.launch();
+      ctx.synchronize();
+      const samples: number[] = [];
+      for (let r = 0; r < timing.repetitions; r++) {
+        start.record();
+        for (let i = 0; i < timing.iterations; i++) plan.launch();
+        end.record();
+        samples.push(Event.elapsedMs(start, end) / timing.iterations);
+      }
+      return median(samples);
+    } finally {
+      plan.dispose();
     }
-    return median(samples);
   } finally {
     start.destroy();
     end.destroy();

@@ -79,8 +79,13 @@ function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: Res
       // All-ones bytes are NaN in every float format: an element the kernel fails to write cannot pass for a result.
       ctx.memset8(out.devicePointer, 0xff, out.numel * 2);
       ctx.memset8(lse.devicePointer, 0xff, lse.numel * 4);
-      planForward(ctx, { q: dq, k: dk, v: dv, out, lse }, shape, opts).launch();
-      ctx.synchronize();
+      const plan = planForward(ctx, { q: dq, k: dk, v: dv, out, lse }, shape, opts);
+      try {
+        plan.launch();
+        ctx.synchronize();
+      } finally {
+        plan.dispose();
+      }
     } catch (e) {
       out.dispose();
       lse.dispose();

@@ -15,6 +15,8 @@ import { encodeTensorMapTiled } from './tensormap.js';
 export interface ForwardPlan {
   /** Queues the kernel on `stream` (default stream when omitted); does not wait. */
   launch(stream?: Stream): void;
+  /** Frees the plan's scheduler counter; queued launches still complete. */
+  dispose(): void;
   grid: number;
   threads: number;
   blockM: number;
@@ -63,6 +65,7 @@ export function planForward(
   const kernel = forwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);
   const numTiles = numMBlocks * shape.headsQ * shape.batch;
+  const tileCounter = ctx.alloc(4);
   const params = packFwdParams({
     tmQ: tensorMap(ctx, q, 64),
     tmK: tensorMap(ctx, k, kernel.blockN),
@@ -78,14 +81,17 @@ export function planForward(
     scaleLog2: opts.softmaxScale * Math.LOG2E,
     numMBlocks,
     numTiles,
+    tileCounter: tileCounter.ptr,
   });
   const grid = Math.min(numTiles, ctx.multiprocessorCount);
   return {
+    dispose: () => tileCounter.free(),
     grid,
     threads: kernel.threads,
     blockM: kernel.blockM,
     blockN: kernel.blockN,
     launch(stream?: Stream) {
+      ctx.memset8(tileCounter.ptr, 0, 4, stream);
       kernel.fn.launch(
         { grid: [grid, 1, 1], block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: FWD_PARAMS_ALIGN }],

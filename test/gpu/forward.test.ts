@@ -95,8 +95,10 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const lse = Tensor.empty([b, h, sq], 'float32', 'cuda');
       const opts = resolveOptions({ causal: true }, d);
       const ctx = CudaContext.get(0);
-      planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant).launch();
+      const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant);
+      plan.launch();
       ctx.synchronize();
+      plan.dispose();
       const ref = referenceAttention(cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts));
       const err = relativeError(out.toFloat64Array(), ref.out);
       assert.ok(err < 1e-2, `${variant}: rel err ${err}`);
