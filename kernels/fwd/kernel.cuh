@@ -1,8 +1,8 @@
 // Forward attention, warp-specialised: warpgroup 0 is the producer (one thread issues every TMA
 // load into a Q tile and a ring of K/V stages), warpgroups 1.. are consumers that each own 64
 // query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. The grid is
-// persistent and the schedule dynamic: a CTA's first tile is blockIdx.x, later ones come from a
-// global counter, so CTAs that drew light (causal) tiles take more of them.
+// persistent; which tiles each CTA computes is planned on the host (src/cuda/schedule.ts), so the
+// producer and the consumers read the same list and nothing has to be handed between them.
 #pragma once
 #include <cstdint>
 
@@ -30,6 +30,17 @@ __device__ __forceinline__ Tile decode_tile(int tile, const FwdParams& p) {
   return {p.num_m_blocks - 1 - tile % p.num_m_blocks, bh % p.heads_q, bh / p.heads_q};
 }
 
+// This CTA's tiles: schedule[blockIdx.x] .. schedule[blockIdx.x + 1] index the list that
+// follows the gridDim.x + 1 offsets.
+struct CtaTiles {
+  const int* list;
+  int begin, end;
+};
+
+__device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
+  return {p.schedule + gridDim.x + 1, __ldg(p.schedule + blockIdx.x), __ldg(p.schedule + blockIdx.x + 1)};
+}
+
 template <typename T, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap>
 struct FwdKernel {
   static constexpr int kBlockM = 64 * ConsumerWGs;
@@ -51,8 +62,7 @@ struct FwdKernel {
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kQBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
-  static constexpr int kOffTileSlot = kOffBarriers + 8 * kBarriers;
-  static constexpr int kSmemBytes = kOffTileSlot + 16 + 1024;
+  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
   // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong turns.
   static constexpr int kBarEpilogue = 1;
@@ -70,8 +80,6 @@ struct FwdKernel {
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
     __device__ uint32_t q_empty() const { return barrier(1); }
-    // The tile the producer loaded Q for (-1: no more), written under q_full.
-    __device__ uint32_t tile_slot() const { return base + kOffTileSlot; }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
     __device__ uint32_t v_full(int s) const { return barrier(2 + Stages + s); }
     __device__ uint32_t k_empty(int s) const { return barrier(2 + 2 * Stages + s); }
@@ -115,13 +123,11 @@ struct FwdKernel {
     // after P V, and loads are issued in the order the consumers need them (K_n, then V_{n+1}).
     PipelineState<Stages> k_ring, v_ring;
     uint32_t q_phase = 0;
-    for (int t = blockIdx.x;; t = gridDim.x + atomicAdd(p.tile_counter, 1)) {
+    const CtaTiles tiles = cta_tiles(p);
+    for (int i = tiles.begin; i < tiles.end; ++i) {
+      const int t = __ldg(tiles.list + i);
       ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
-      // The tile index travels with Q: an async store completing on q_full, as the TMA loads do.
-      const bool more = t < p.num_tiles;
-      ptx::mbarrier_arrive_expect_tx(smem.q_full(), 4 + (more ? ConsumerWGs * kQBytesPerWG : 0));
-      ptx::st_async_s32(smem.tile_slot(), more ? t : -1, smem.q_full());
-      if (!more) return;
+      ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
       const Tile tile = decode_tile(t, p);
       const int head_kv = tile.head / p.group_size;
       const BlockRange range =
@@ -202,10 +208,10 @@ struct FwdKernel {
     // The last warpgroup opens the first turn.
     if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
-    for (;;) {
+    const CtaTiles tiles = cta_tiles(p);
+    for (int i = tiles.begin; i < tiles.end; ++i) {
+      const int t = __ldg(tiles.list + i);
       ptx::mbarrier_wait(smem.q_full(), q_phase);
-      const int t = ptx::ld_shared_s32(smem.tile_slot());
-      if (t < 0) return;
       const Tile tile = decode_tile(t, p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);

@@ -23,20 +23,6 @@ __device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
 
-// A 4-byte store into shared memory that counts as 4 transaction bytes on `bar`: a value handed to
-// the threads waiting on the barrier together with the TMA data of the same phase.
-__device__ __forceinline__ void st_async_s32(uint32_t addr, int value, uint32_t bar) {
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.s32 [%0], %1, [%2];" ::"r"(addr), "r"(value),
-               "r"(bar)
-               : "memory");
-}
-
-__device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
-  int value;
-  asm volatile("ld.shared.s32 %0, [%1];" : "=r"(value) : "r"(addr) : "memory");
-  return value;
-}
-
 // Spins until the phase with the given parity has completed.
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   asm volatile(

@@ -10,12 +10,13 @@ import type { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { packFwdParams, FWD_PARAMS_ALIGN } from './fwdParams.js';
 import { forwardKernel, type KernelElement, type Variant } from './kernels.js';
+import { planSchedule } from './schedule.js';
 import { encodeTensorMapTiled } from './tensormap.js';
 
 export interface ForwardPlan {
   /** Queues the kernel on `stream` (default stream when omitted); does not wait. */
   launch(stream?: Stream): void;
-  /** Frees the plan's scheduler counter; queued launches still complete. */
+  /** Frees the plan's tile schedule on the device; queued launches still complete. */
   dispose(): void;
   grid: number;
   threads: number;
@@ -65,7 +66,21 @@ export function planForward(
   const kernel = forwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);
   const numTiles = numMBlocks * shape.headsQ * shape.batch;
-  const tileCounter = ctx.alloc(4);
+  const grid = Math.min(numTiles, ctx.multiprocessorCount);
+  const schedule = planSchedule({
+    numMBlocks,
+    headsQ: shape.headsQ,
+    batch: shape.batch,
+    blockM: kernel.blockM,
+    blockN: kernel.blockN,
+    seqlenQ: shape.seqlenQ,
+    seqlenK: shape.seqlenK,
+    windowLeft: opts.windowLeft,
+    windowRight: opts.windowRight,
+    grid,
+  });
+  const scheduleBuffer = ctx.alloc(schedule.byteLength);
+  ctx.upload(scheduleBuffer.ptr, schedule);
   const params = packFwdParams({
     tmQ: tensorMap(ctx, q, 64),
     tmK: tensorMap(ctx, k, kernel.blockN),
@@ -81,17 +96,15 @@ export function planForward(
     scaleLog2: opts.softmaxScale * Math.LOG2E,
     numMBlocks,
     numTiles,
-    tileCounter: tileCounter.ptr,
+    schedule: scheduleBuffer.ptr,
   });
-  const grid = Math.min(numTiles, ctx.multiprocessorCount);
   return {
-    dispose: () => tileCounter.free(),
+    dispose: () => scheduleBuffer.free(),
     grid,
     threads: kernel.threads,
     blockM: kernel.blockM,
     blockN: kernel.blockN,
     launch(stream?: Stream) {
-      ctx.memset8(tileCounter.ptr, 0, 4, stream);
       kernel.fn.launch(
         { grid: [grid, 1, 1], block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: FWD_PARAMS_ALIGN }],

@@ -22,8 +22,8 @@ export interface FwdParams {
   scaleLog2: number;
   numMBlocks: number;
   numTiles: number;
-  /** Device int32 that must be zero when the kernel starts (the dynamic tile scheduler's counter). */
-  tileCounter: bigint;
+  /** Device address of the per-CTA tile lists (src/cuda/schedule.ts). */
+  schedule: bigint;
 }
 
 export function packFwdParams(p: FwdParams): Uint8Array {
@@ -43,6 +43,6 @@ export function packFwdParams(p: FwdParams): Uint8Array {
   ];
   for (const [offset, value] of ints) view.setInt32(offset, value, true);
   view.setFloat32(544, p.scaleLog2, true);
-  view.setBigUint64(560, p.tileCounter, true);
+  view.setBigUint64(560, p.schedule, true);
   return bytes;
 }
