@@ -1,6 +1,6 @@
 // One cubin per (element type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16 and
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. FLASH3_PINGPONG and
-// FLASH3_INTRA_OVERLAP (default 1) switch the two scheduling ideas off for the ablation builds;
+// FLASH3_INTRA_OVERLAP (default: the tile table's choice, and on) override the schedule for the ablation;
 // FLASH3_BLOCK_N, FLASH3_STAGES and FLASH3_CONSUMER_WGS override the tile table for tuning builds.
 // The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/kernel.cuh"
@@ -15,15 +15,15 @@
 #define FLASH3_CAT(a, b) a##b
 #define FLASH3_TYPE(x) FLASH3_CAT(FLASH3_, x)
 
-#ifndef FLASH3_PINGPONG
-#define FLASH3_PINGPONG 1
-#endif
 #ifndef FLASH3_INTRA_OVERLAP
 #define FLASH3_INTRA_OVERLAP 1
 #endif
 
 using Element = FLASH3_TYPE(FLASH3_ELEMENT);
 using Config = flash3::TileConfig<FLASH3_HEADDIM>;
+#ifndef FLASH3_PINGPONG
+#define FLASH3_PINGPONG Config::kPingpong
+#endif
 #ifndef FLASH3_BLOCK_N
 #define FLASH3_BLOCK_N Config::kBlockN
 #endif

@@ -20,7 +20,7 @@ for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('-
   VARIANTS.push({ element, headDim: Number(headDim), schedule, defines });
 }
 // The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
-for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1]]) {
+for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1], ['ws-pingpong-overlap', 1, 1]]) {
   VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines: [`-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`] });
 }
 

@@ -44,5 +44,8 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   node scripts/tune.mjs 2>&1 | tee "$out/ablation.log"
   step "bench"
   node dist/src/cli/main.js bench --backend cuda --peers --json "$out/bench.json" --svg "$out/bench.svg" "$@" 2>&1 | tee "$out/bench.log"
+  if [ "${BENCH_FP16:-1}" = 1 ]; then
+    node dist/src/cli/main.js bench --backend cuda --dtype fp16 --peers --json "$out/bench-fp16.json" "$@" 2>&1 | tee -a "$out/bench.log"
+  fi
 fi
 exit $status
