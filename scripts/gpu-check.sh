@@ -29,6 +29,11 @@ for tool in memcheck racecheck synccheck; do
   [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
 done
 
+step "flash3 check / run on CUDA"
+node dist/src/cli/main.js check --backend cuda 2>&1 | tail -n 14 | tee -a "$out/gpu-tests.log" || status=1
+python3 bench/check_run_contract.py 2>&1 | tee -a "$out/gpu-tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 step "SASS"
 for cubin in dist/kernels/*.cubin; do
   sass=$(cuobjdump -sass "$cubin")
