@@ -8,7 +8,7 @@
 import { bytesPerElement, isDType, type DType } from './dtype.js';
 import { CudaUnavailableError, DTypeError, DisposedError, OptionError, ShapeError, StrideError, UnsupportedError } from './errors.js';
 import { readNpy, writeNpy, type NpyWriteDType } from './io/npy.js';
-import { decode, encode, type RawStorage } from './numerics/convert.js';
+import { decode, encode, STORAGE_TYPES, type RawStorage } from './numerics/convert.js';
 import { randn } from './numerics/random.js';
 
 export type Location = 'cpu' | 'cuda';
@@ -81,14 +81,6 @@ const leaked = new FinalizationRegistry<StorageHandle>((handle) => {
   }
 });
 
-const STORAGE_TYPE: Record<DType, { new (n: number): CpuStorage; name: string }> = {
-  float64: Float64Array,
-  float32: Float32Array,
-  float16: Uint16Array,
-  bfloat16: Uint16Array,
-  float8_e4m3: Uint8Array,
-  float8_e5m2: Uint8Array,
-};
 
 function checkDType(dtype: unknown, param: string): asserts dtype is DType {
   if (!isDType(dtype)) {
@@ -264,7 +256,7 @@ export class Tensor {
   /** Zero-copy over `raw`, which must be the storage type of `dtype` (Uint16Array bits for bfloat16, ...). */
   static fromRaw(raw: CpuStorage, shape: readonly number[], dtype: DType, layout: RawLayout = {}): Tensor {
     checkDType(dtype, 'dtype');
-    const expected = STORAGE_TYPE[dtype];
+    const expected = STORAGE_TYPES[dtype];
     if (!(raw instanceof expected)) {
       const got = ArrayBuffer.isView(raw) ? raw.constructor.name : typeof raw;
       throw new DTypeError(`${dtype} is stored as a ${expected.name}, got a ${got}`, {
@@ -289,7 +281,7 @@ export class Tensor {
   static empty(shape: readonly number[], dtype: DType, location: Location = 'cpu', device = 0): Tensor {
     checkDType(dtype, 'dtype');
     const dims = checkShape(shape, 'shape');
-    if (location === 'cpu') return Tensor.host(new STORAGE_TYPE[dtype](product(dims)), dims, packedStrides(dims), 0, dtype);
+    if (location === 'cpu') return Tensor.host(new STORAGE_TYPES[dtype](product(dims)), dims, packedStrides(dims), 0, dtype);
     if (location !== 'cuda') throw new OptionError('unknown location', { param: 'location', value: location, fix: "use 'cpu' or 'cuda'" });
     return Tensor.fromDeviceStorage(allocDevice(requireTransfer('Tensor.empty(..., "cuda")'), product(dims) * bytesPerElement(dtype), device), dims, dtype);
   }
@@ -427,7 +419,7 @@ export class Tensor {
       gather(src, base, this.shape, this.strides, out);
       return out;
     }
-    const raw = new STORAGE_TYPE[this.dtype](this.numel);
+    const raw = new STORAGE_TYPES[this.dtype](this.numel);
     gather(src, base, this.shape, this.strides, raw);
     return decode(raw, this.dtype);
   }
@@ -480,7 +472,7 @@ export class Tensor {
     const s = this.live().storage;
     if (ArrayBuffer.isView(s)) return { src: s, base: this.offset };
     const span = this.numel === 0 ? 0 : extent(this.shape, this.strides) + 1;
-    const host = new STORAGE_TYPE[this.dtype](span);
+    const host = new STORAGE_TYPES[this.dtype](span);
     if (span > 0) requireTransfer(`${this}.cpu()`).download(s, this.offset * bytesPerElement(this.dtype), host);
     return { src: host, base: 0 };
   }
@@ -489,7 +481,7 @@ export class Tensor {
   private packedRaw(): CpuStorage {
     const { src, base } = this.hostSpan();
     if (this.isContiguous()) return src.slice(base, base + this.numel);
-    const out = new STORAGE_TYPE[this.dtype](this.numel);
+    const out = new STORAGE_TYPES[this.dtype](this.numel);
     gather(src, base, this.shape, this.strides, out);
     return out;
   }

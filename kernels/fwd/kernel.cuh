@@ -229,80 +229,67 @@ struct FwdKernel {
       if (range.n_max <= range.n_min) release_q_early(smem, lane);
       softmax.reset();
 
+      float s[BlockN / 2];
+      uint32_t p_frag[BlockN / 4];
+      float rescale[2];
+      // One turn on the tensor cores: S = Q K^T on the next K stage and/or O += P V on the next V stage.
+      auto issue = [&](bool qk, bool pv) {
+        if (qk) ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
+        if (pv) ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
+        gemm_turn_begin(wg);
+        if (qk) issue_qk(s, smem, wg, k_ring.index);
+        if (pv) issue_pv(o, p_frag, smem, v_ring.index);
+        gemm_turn_end(wg);
+      };
+      // After the wgmma wait that covers it: S is readable and its K stage (and, last, Q) free.
+      auto qk_done = [&](int n) {
+        ptx::fence_registers(s);
+        release(smem.k_empty(k_ring.index), lane);
+        k_ring.advance();
+        if (n == range.n_min) release_q_early(smem, lane);
+      };
+      auto pv_done = [&]() {
+        ptx::fence_registers(o);
+        release(smem.v_empty(v_ring.index), lane);
+        v_ring.advance();
+      };
+
       if constexpr (IntraOverlap) {
         // S of the next key block is issued before the softmax of the current one, and P V of the
         // current block runs under the next block's softmax: the tensor cores always have work queued.
         if (range.n_max > range.n_min) {
-          float s[BlockN / 2];
-          uint32_t p_frag[BlockN / 4];
-          float rescale[2];
           int n = range.n_max - 1;
-          ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
-          gemm_turn_begin(wg);
-          issue_qk(s, smem, wg, k_ring.index);
-          gemm_turn_end(wg);
+          issue(true, false);
           ptx::wgmma_wait<0>();
-          ptx::fence_registers(s);
-          release(smem.k_empty(k_ring.index), lane);
-          k_ring.advance();
-          if (n == range.n_min) release_q_early(smem, lane);
+          qk_done(n);
           softmax_block(s, n, rescale);
           pack_fragments<T>(s, p_frag);
           for (--n; n >= range.n_min; --n) {
-            ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
-            ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
-            gemm_turn_begin(wg);
-            issue_qk(s, smem, wg, k_ring.index);
-            issue_pv(o, p_frag, smem, v_ring.index);
-            gemm_turn_end(wg);
+            issue(true, true);
             ptx::wgmma_wait<1>();
-            ptx::fence_registers(s);
-            release(smem.k_empty(k_ring.index), lane);
-            k_ring.advance();
-            if (n == range.n_min) release_q_early(smem, lane);
+            qk_done(n);
             softmax_block(s, n, rescale);
             ptx::wgmma_wait<0>();
-            ptx::fence_registers(o);
-            release(smem.v_empty(v_ring.index), lane);
-            v_ring.advance();
+            pv_done();
             // O holds P_prev V at the old row max; bring it to the new one before adding more.
             scale_rows(o, rescale);
             pack_fragments<T>(s, p_frag);
           }
-          ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
-          gemm_turn_begin(wg);
-          issue_pv(o, p_frag, smem, v_ring.index);
-          gemm_turn_end(wg);
+          issue(false, true);
           ptx::wgmma_wait<0>();
-          ptx::fence_registers(o);
-          release(smem.v_empty(v_ring.index), lane);
-          v_ring.advance();
+          pv_done();
         }
       } else {
         for (int n = range.n_max - 1; n >= range.n_min; --n) {
-          float s[BlockN / 2];
-          uint32_t p_frag[BlockN / 4];
-          float rescale[2];
-          ptx::mbarrier_wait(smem.k_full(k_ring.index), k_ring.phase);
-          gemm_turn_begin(wg);
-          issue_qk(s, smem, wg, k_ring.index);
-          gemm_turn_end(wg);
+          issue(true, false);
           ptx::wgmma_wait<0>();
-          ptx::fence_registers(s);
-          release(smem.k_empty(k_ring.index), lane);
-          k_ring.advance();
-          if (n == range.n_min) release_q_early(smem, lane);
+          qk_done(n);
           softmax_block(s, n, rescale);
           scale_rows(o, rescale);
           pack_fragments<T>(s, p_frag);
-          ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
-          gemm_turn_begin(wg);
-          issue_pv(o, p_frag, smem, v_ring.index);
-          gemm_turn_end(wg);
+          issue(false, true);
           ptx::wgmma_wait<0>();
-          ptx::fence_registers(o);
-          release(smem.v_empty(v_ring.index), lane);
-          v_ring.advance();
+          pv_done();
         }
       }
 

@@ -20,15 +20,13 @@ struct FwdParams {  // CUtensorMap is alignas(128) in CUDA 13, so the struct is 
   int window_right;  // keys after the diagonal; 0 = causal, -1 = unbounded
   float scale_log2;  // softmax_scale * log2(e): exp2 replaces exp with the scale folded in
   int num_m_blocks;
-  int num_tiles;     // num_m_blocks * heads_q * batch
   const int* schedule;  // per-CTA tile lists (src/cuda/schedule.ts): gridDim.x + 1 offsets, then tiles
 };
 
 static_assert(offsetof(FwdParams, lse) == 512, "host layout");
 static_assert(offsetof(FwdParams, seqlen_q) == 520, "host layout");
 static_assert(offsetof(FwdParams, scale_log2) == 544, "host layout");
-static_assert(offsetof(FwdParams, num_tiles) == 552, "host layout");
-static_assert(offsetof(FwdParams, schedule) == 560, "host layout");
+static_assert(offsetof(FwdParams, schedule) == 552, "host layout");
 static_assert(sizeof(FwdParams) == 640 && alignof(FwdParams) == 128, "host layout");
 
 }  // namespace flash3

@@ -3,10 +3,6 @@
  * CPU and GPU test suites and by `flash3 check`, so a test and the CLI can never disagree on
  * what "passes" means.
  */
-import type { CpuProblem } from '../cpu/problem.js';
-import type { ResolvedOptions } from '../options.js';
-import type { ProblemShape } from '../problem.js';
-import type { Tensor } from '../tensor.js';
 
 /** ||a - b|| / ||b|| (Frobenius); NaN or a length mismatch gives Infinity so it can never pass. */
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -37,22 +33,4 @@ export function maxAbsDiffLse(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   return worst;
 }
 
-/** The CPU backend's view of a problem given as (already dtype-rounded) tensors. */
-export function cpuProblemOf(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): CpuProblem {
-  return {
-    batch: shape.batch,
-    seqlenQ: shape.seqlenQ,
-    seqlenK: shape.seqlenK,
-    headsQ: shape.headsQ,
-    headsKv: shape.headsKv,
-    headDim: shape.headDim,
-    headDimV: shape.headDimV,
-    q: q.toFloat64Array(),
-    k: k.toFloat64Array(),
-    v: v.toFloat64Array(),
-    softmaxScale: opts.softmaxScale,
-    windowLeft: opts.windowLeft,
-    windowRight: opts.windowRight,
-    softcap: opts.softcap,
-  };
-}
+export { cpuProblemOf } from '../cpu/backend.js';

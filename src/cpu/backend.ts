@@ -3,8 +3,31 @@
  * exactly to float64, so it accepts anything the validator accepts and serves as ground truth.
  */
 import type { Backend } from '../backend.js';
+import type { ResolvedOptions } from '../options.js';
+import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
+import type { CpuProblem } from './problem.js';
 import { referenceAttention } from './reference.js';
+
+/** The CPU kernels' view of validated tensors: contiguous float64 values (exact for every dtype). */
+export function cpuProblemOf(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): CpuProblem {
+  return {
+    batch: shape.batch,
+    seqlenQ: shape.seqlenQ,
+    seqlenK: shape.seqlenK,
+    headsQ: shape.headsQ,
+    headsKv: shape.headsKv,
+    headDim: shape.headDim,
+    headDimV: shape.headDimV,
+    q: q.toFloat64Array(),
+    k: k.toFloat64Array(),
+    v: v.toFloat64Array(),
+    softmaxScale: opts.softmaxScale,
+    windowLeft: opts.windowLeft,
+    windowRight: opts.windowRight,
+    softcap: opts.softcap,
+  };
+}
 
 export const cpuBackend: Backend = {
   name: 'cpu',
@@ -14,22 +37,7 @@ export const cpuBackend: Backend = {
   supports: () => null,
 
   forward(q, k, v, shape, opts) {
-    const { out, lse } = referenceAttention({
-      batch: shape.batch,
-      seqlenQ: shape.seqlenQ,
-      seqlenK: shape.seqlenK,
-      headsQ: shape.headsQ,
-      headsKv: shape.headsKv,
-      headDim: shape.headDim,
-      headDimV: shape.headDimV,
-      q: q.toFloat64Array(),
-      k: k.toFloat64Array(),
-      v: v.toFloat64Array(),
-      softmaxScale: opts.softmaxScale,
-      windowLeft: opts.windowLeft,
-      windowRight: opts.windowRight,
-      softcap: opts.softcap,
-    });
+    const { out, lse } = referenceAttention(cpuProblemOf(q, k, v, shape, opts));
     const hostOut = Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype);
     const hostLse = Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32');
     if (shape.location === 'cpu') return { out: hostOut, lse: hostLse };

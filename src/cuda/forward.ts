@@ -95,7 +95,6 @@ export function planForward(
     windowRight: opts.windowRight,
     scaleLog2: opts.softmaxScale * Math.LOG2E,
     numMBlocks,
-    numTiles,
     schedule: scheduleBuffer.ptr,
   });
   return {

@@ -21,7 +21,6 @@ export interface FwdParams {
   windowRight: number;
   scaleLog2: number;
   numMBlocks: number;
-  numTiles: number;
   /** Device address of the per-CTA tile lists (src/cuda/schedule.ts). */
   schedule: bigint;
 }
@@ -39,10 +38,9 @@ export function packFwdParams(p: FwdParams): Uint8Array {
     [536, p.windowLeft],
     [540, p.windowRight],
     [548, p.numMBlocks],
-    [552, p.numTiles],
   ];
   for (const [offset, value] of ints) view.setInt32(offset, value, true);
   view.setFloat32(544, p.scaleLog2, true);
-  view.setBigUint64(560, p.schedule, true);
+  view.setBigUint64(552, p.schedule, true);
   return bytes;
 }

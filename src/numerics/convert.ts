@@ -184,6 +184,16 @@ export function roundArrayTo(a: Float64Array, dtype: DType): Float64Array {
 
 export type RawStorage = Float64Array | Float32Array | Uint16Array | Uint8Array;
 
+/** The typed array that holds each dtype's raw values (bit patterns for the narrow formats). */
+export const STORAGE_TYPES: Record<DType, { new (n: number): RawStorage; name: string }> = {
+  float64: Float64Array,
+  float32: Float32Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  float8_e4m3: Uint8Array,
+  float8_e5m2: Uint8Array,
+};
+
 /** Raw storage of `values` in `dtype`: floats for float64/32, bit patterns for the rest. */
 export function encode(values: Float64Array, dtype: DType): RawStorage {
   const n = values.length;
@@ -225,7 +235,7 @@ export function encode(values: Float64Array, dtype: DType): RawStorage {
 
 /** Values held by raw storage of `dtype` (the inverse of encode). */
 export function decode(raw: RawStorage, dtype: DType): Float64Array {
-  const expected = STORAGE[dtype];
+  const expected = STORAGE_TYPES[dtype];
   if (expected === undefined) throw unknownDType(dtype);
   if (!(raw instanceof expected)) {
     throw new DTypeError(`raw storage for ${dtype} must be a ${expected.name}, got ${raw.constructor.name}`, {
@@ -252,14 +262,7 @@ export function decode(raw: RawStorage, dtype: DType): Float64Array {
   }
 }
 
-const STORAGE: Record<DType, { new (n: number): RawStorage; name: string }> = {
-  float64: Float64Array,
-  float32: Float32Array,
-  float16: Uint16Array,
-  bfloat16: Uint16Array,
-  float8_e4m3: Uint8Array,
-  float8_e5m2: Uint8Array,
-};
+
 
 function gather(codes: RawStorage, table: Float64Array): Float64Array {
   const out = new Float64Array(codes.length);

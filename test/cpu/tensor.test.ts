@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tensor, registerDeviceTransfer, type DeviceStorage, type DeviceTransfer } from '../../src/tensor.js';
-import { CudaUnavailableError, DTypeError, DisposedError, ShapeError, StrideError } from '../../src/errors.js';
+import { CudaUnavailableError, DTypeError, DisposedError, ShapeError } from '../../src/errors.js';
 import { roundTo } from '../../src/numerics/convert.js';
 
 /** Host memory posing as a device, to exercise the transfer paths without a GPU. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { resolveOptions } from '../../src/options.js';
 import { validateAttentionInputs } from '../../src/problem.js';
 import { Tensor, registerDeviceTransfer } from '../../src/tensor.js';
-import { DTypeError, DisposedError, Flash3Error, OptionError, ShapeError, StrideError, UnsupportedError } from '../../src/errors.js';
+import { DTypeError, DisposedError, Flash3Error, OptionError, ShapeError, UnsupportedError } from '../../src/errors.js';
 import type { DType } from '../../src/dtype.js';
 
 const zeros = (shape: number[], dtype: DType = 'float32'): Tensor => Tensor.empty(shape, dtype);
