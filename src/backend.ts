@@ -19,6 +19,21 @@ export interface ForwardResult {
   lse: Tensor;
 }
 
+export interface BackwardResult {
+  /** Shaped and typed like q. */
+  dq: Tensor;
+  /** Shaped and typed like k and v: gradients summed over the query heads of each GQA group. */
+  dk: Tensor;
+  dv: Tensor;
+}
+
+/** What the backward needs from the forward: its output, the output's gradient, and the lse. */
+export interface BackwardInputs {
+  dout: Tensor;
+  out: Tensor;
+  lse: Tensor;
+}
+
 export interface Backend {
   name: BackendName;
   /** Called on every selection; backends with costly probes should memoize. */
@@ -26,6 +41,8 @@ export interface Backend {
   /** Why this backend cannot run the problem, or null when it can. */
   supports(shape: ProblemShape, opts: ResolvedOptions): string | null;
   forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): ForwardResult;
+  /** Gradients of the forward; absent where the backend has no backward yet. */
+  backward?(q: Tensor, k: Tensor, v: Tensor, grads: BackwardInputs, shape: ProblemShape, opts: ResolvedOptions): BackwardResult;
 }
 
 export interface BackendStatus {

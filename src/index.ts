@@ -9,10 +9,12 @@ registerBackend(cpuBackend);
 export { Tensor } from './tensor.js';
 export type { CpuStorage, DeviceStorage, Location, RandnOptions, RawLayout, DevicePointerOptions } from './tensor.js';
 export { attention } from './attention.js';
+export { attentionBackward } from './backward.js';
+export type { BackwardOptions } from './backward.js';
 export type { AttentionResult } from './attention.js';
 export type { AttentionOptions, BackendChoice } from './options.js';
 export { listBackends } from './backend.js';
-export type { BackendName, BackendStatus } from './backend.js';
+export type { BackendName, BackendStatus, BackwardResult } from './backend.js';
 export { DTYPES } from './dtype.js';
 export type { DType } from './dtype.js';
 export {
@@ -31,5 +33,6 @@ export {
 export type { ErrorDetails } from './errors.js';
 export { referenceAttention } from './cpu/reference.js';
 export { tiledAttention } from './cpu/tiled.js';
+export { attentionBackwardCpu } from './cpu/backward.js';
 export type { Emulation } from './cpu/tiled.js';
 export type { CpuProblem, CpuResult } from './cpu/problem.js';

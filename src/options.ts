@@ -37,7 +37,8 @@ function fail(param: string, value: unknown, problem: string, fix: string): neve
   throw new OptionError(problem, { param: `options.${param}`, value, fix });
 }
 
-export function resolveOptions(options: unknown, headDim: number): ResolvedOptions {
+/** `extraNames`: options the caller handles itself (e.g. the backward's `deterministic`), accepted here. */
+export function resolveOptions(options: unknown, headDim: number, extraNames: readonly string[] = []): ResolvedOptions {
   if (!Number.isSafeInteger(headDim) || headDim < 1) {
     throw new ShapeError('head dim must be a positive integer', { param: 'headDim', value: headDim, fix: 'pass q.shape[3]' });
   }
@@ -46,11 +47,12 @@ export function resolveOptions(options: unknown, headDim: number): ResolvedOptio
     throw new OptionError('options must be a plain object', { param: 'options', value: options, fix: 'pass e.g. { causal: true } or omit it' });
   }
   const o = options as Record<string, unknown>;
+  const known = [...OPTION_NAMES, ...extraNames];
   for (const name of Object.keys(o)) {
-    if ((OPTION_NAMES as readonly string[]).includes(name)) continue;
-    const guess = suggest(name, OPTION_NAMES);
+    if (known.includes(name)) continue;
+    const guess = suggest(name, known);
     const hint = guess ? `did you mean "${guess}"? ` : '';
-    fail(name, o[name], `unknown option "${name}"`, `${hint}known options are ${OPTION_NAMES.join(', ')}`);
+    fail(name, o[name], `unknown option "${name}"`, `${hint}known options are ${known.join(', ')}`);
   }
 
   const defaultScale = 1 / Math.sqrt(headDim);

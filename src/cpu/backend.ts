@@ -7,6 +7,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CpuProblem } from './problem.js';
+import { attentionBackwardCpu } from './backward.js';
 import { referenceAttention } from './reference.js';
 
 /** The CPU kernels' view of validated tensors: contiguous float64 values (exact for every dtype). */
@@ -29,6 +30,21 @@ export function cpuProblemOf(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShap
   };
 }
 
+/** Callers holding device tensors expect device results whichever backend ran: move host results there. */
+function toCallerDevice(shape: ProblemShape, results: Tensor[]): Tensor[] {
+  if (shape.location === 'cpu') return results;
+  const moved: Tensor[] = [];
+  try {
+    for (const t of results) moved.push(t.cuda(shape.device));
+    return moved;
+  } catch (e) {
+    for (const t of moved) t.dispose();
+    throw e;
+  } finally {
+    for (const t of results) t.dispose();
+  }
+}
+
 export const cpuBackend: Backend = {
   name: 'cpu',
 
@@ -38,21 +54,24 @@ export const cpuBackend: Backend = {
 
   forward(q, k, v, shape, opts) {
     const { out, lse } = referenceAttention(cpuProblemOf(q, k, v, shape, opts));
-    const hostOut = Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype);
-    const hostLse = Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32');
-    if (shape.location === 'cpu') return { out: hostOut, lse: hostLse };
-    // Callers holding device tensors expect device results whichever backend ran.
-    try {
-      const devOut = hostOut.cuda(shape.device);
-      try {
-        return { out: devOut, lse: hostLse.cuda(shape.device) };
-      } catch (e) {
-        devOut.dispose();
-        throw e;
-      }
-    } finally {
-      hostOut.dispose();
-      hostLse.dispose();
-    }
+    const [o, l] = toCallerDevice(shape, [
+      Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype),
+      Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
+    ]);
+    return { out: o, lse: l };
+  },
+
+  backward(q, k, v, grads, shape, opts) {
+    const g = attentionBackwardCpu(cpuProblemOf(q, k, v, shape, opts), {
+      dout: grads.dout.toFloat64Array(),
+      out: grads.out.toFloat64Array(),
+      lse: grads.lse.toFloat64Array(),
+    });
+    const [dq, dk, dv] = toCallerDevice(shape, [
+      Tensor.fromArray(g.dq, q.shape, shape.dtype),
+      Tensor.fromArray(g.dk, k.shape, shape.dtype),
+      Tensor.fromArray(g.dv, v.shape, shape.dtype),
+    ]);
+    return { dq, dk, dv };
   },
 };
