@@ -71,6 +71,12 @@ export interface Fp8AttentionOptions {
   blockM: number;
   /** K and V block scaling granularity and key tile */
   blockN: number;
+  /**
+   * Accuracy mode: Q as the sum of two e4m3 terms (Q ≈ Q1·d1 + Q2·d2, the second quantizing the
+   * first's residual with its own block scales), so S = Q1Kᵀ·d1 + Q2Kᵀ·d2 costs one more FP8
+   * GEMM (1.5x the FLOPs of plain FP8, still under bf16's cost at twice the FP8 rate).
+   */
+  qSplit?: boolean;
 }
 
 /**
@@ -88,7 +94,7 @@ export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): 
   const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim: d, headDimV: dv } = p;
   const steps = { blockM: opts.blockM, blockN: opts.blockN, fp32: true, roundP: (x: number) => roundTo(x, 'float8_e4m3') };
   const perTensor = opts.scaling === 'tensor';
-  const quantQ = slicer(p.q, batch, sq, headsQ, d, opts.blockM, opts.hadamard, opts);
+  const quantQ = slicer(p.q, batch, sq, headsQ, d, opts.blockM, opts.hadamard, opts, opts.qSplit ?? false);
   const quantK = slicer(p.k, batch, sk, headsKv, d, opts.blockN, opts.hadamard, opts);
   const quantV = slicer(p.v, batch, sk, headsKv, dv, opts.blockN, false, opts);
 
@@ -141,7 +147,9 @@ function slicer(
   blockRows: number,
   hadamard: boolean,
   opts: Fp8AttentionOptions,
+  split = false,
 ): (b: number, h: number) => HeadSlice {
+  if (split) return splitSlicer(x, seqlen, heads, dim, blockRows, hadamard, opts);
   const base = { hadamard, seed: opts.seed, dtype: 'float8_e4m3' as const };
   if (opts.scaling === 'tensor') {
     const whole = quantizeFp8(x, batch * seqlen * heads, dim, { ...base, scaling: 'tensor', blockRows: 1 });
@@ -156,5 +164,31 @@ function slicer(
     const rowDescale = new Float64Array(seqlen);
     for (let s = 0; s < seqlen; s++) rowDescale[s] = slice.descale[Math.floor(s / blockRows)];
     return { values: slice.values, rowDescale };
+  };
+}
+
+/**
+ * Two-term quantization of (batch, head) slices: values are Q1·d1 + Q2·d2 (exactly what two FP8
+ * GEMMs with their descales sum to), so the returned descale is 1.
+ */
+function splitSlicer(
+  x: Float64Array,
+  seqlen: number,
+  heads: number,
+  dim: number,
+  blockRows: number,
+  hadamard: boolean,
+  opts: Fp8AttentionOptions,
+): (b: number, h: number) => HeadSlice {
+  const scaling = { scaling: opts.scaling, blockRows, hadamard: false, seed: opts.seed, dtype: 'float8_e4m3' as const };
+  return (b, h) => {
+    const slice = gatherHead(x, seqlen, heads, dim, b, h);
+    if (hadamard) hadamardRows(slice, dim, randomSigns(dim, opts.seed));
+    const rowsPerScale = opts.scaling === 'tensor' ? seqlen : blockRows;
+    const hi = quantizeFp8(slice, seqlen, dim, scaling);
+    const approx = (qz: Fp8Quantized, e: number) => qz.values[e] * qz.descale[Math.floor(Math.floor(e / dim) / rowsPerScale)];
+    const residual = slice.map((value, e) => value - approx(hi, e));
+    const lo = quantizeFp8(residual, seqlen, dim, scaling);
+    return { values: slice.map((_, e) => approx(hi, e) + approx(lo, e)), rowDescale: new Float64Array(seqlen).fill(1) };
   };
 }

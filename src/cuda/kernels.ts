@@ -15,6 +15,16 @@ export type KernelElement = 'bfloat16' | 'float16';
 export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
 
 /**
+ * The forward tiles of kernels/fwd/tile_config.cuh, for emulating the kernels' blocking where no
+ * cubin can be asked (CPU-only machines); a GPU test checks this copy against the cubins.
+ */
+export const FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blockM: number; blockN: number }> = {
+  64: { blockM: 128, blockN: 128 },
+  128: { blockM: 128, blockN: 128 },
+  256: { blockM: 128, blockN: 64 },
+};
+
+/**
  * The ablation builds of docs/perf-log.md (bf16, head dim 128): warp specialisation alone, then
  * with pingpong, with intra-warpgroup overlap, and with both. The default build uses the tile
  * table's choice (kernels/fwd/tile_config.cuh), which at head dim 128 is ws-overlap.

@@ -94,4 +94,7 @@ test('FA3 section 4.3: block scaling + Hadamard beats per-tensor fp8 on outlier 
       `block+hadamard ${blockHad.toExponential(3)} (ratio ${(perTensor / blockHad).toFixed(2)}x)`,
   );
   assert.ok(perTensor > blockHad, `per-tensor ${perTensor} vs block+hadamard ${blockHad}`);
+  const split = rmse(fp8AttentionEmulated(p, { ...base, scaling: 'block', hadamard: true, qSplit: true }).out, ref.out);
+  t.diagnostic(`two-term Q (accuracy mode) ${split.toExponential(3)}`);
+  assert.ok(split < 0.9 * blockHad, `two-term Q ${split} should beat block+hadamard ${blockHad} by 10%`);
 });

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { getBackend } from '../../src/backend.js';
 import { CudaContext } from '../../src/cuda/context.js';
 import { planForward } from '../../src/cuda/forward.js';
-import { ABLATION_SCHEDULES } from '../../src/cuda/kernels.js';
+import { ABLATION_SCHEDULES, FORWARD_HEAD_DIMS, FORWARD_TILES, forwardKernel } from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { tiledAttention } from '../../src/cpu/tiled.js';
 import { attention, Tensor, UnsupportedError, StrideError } from '../../src/index.js';
@@ -20,8 +20,6 @@ const cuda = getBackend('cuda');
 const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
 const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
 
-// Kernel tile shapes (kernels/fwd/tile_config.cuh), so the emulation blocks the same way.
-const BLOCK_N: Record<number, number> = { 64: 128, 128: 128, 256: 64 };
 
 interface Case {
   b: number;
@@ -68,8 +66,7 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const problem = cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts);
       const ref = referenceAttention(problem);
       const emu = tiledAttention(problem, {
-        blockM: 128,
-        blockN: BLOCK_N[c.d],
+        ...FORWARD_TILES[c.d as keyof typeof FORWARD_TILES],
         inputDtype: c.dtype,
         pDtype: c.dtype,
         accumulate: 'float32',
@@ -105,6 +102,15 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       for (const x of [q, k, v, out, lse]) x.dispose();
     });
   }
+
+  it("the host's tile table matches the cubins", () => {
+    for (const element of ['bfloat16', 'float16'] as const) {
+      for (const d of FORWARD_HEAD_DIMS) {
+        const kernel = forwardKernel(CudaContext.get(0), element, d);
+        assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FORWARD_TILES[d], `${element} d=${d}`);
+      }
+    }
+  });
 
   it('keeps device tensors on the device and honours packed-QKV strides', () => {
     const [b, s, h, d] = [2, 333, 4, 128];

@@ -7,14 +7,14 @@ import { fp8AttentionEmulated } from '../../cpu/fp8.js';
 import type { CpuProblem } from '../../cpu/problem.js';
 import { referenceAttention } from '../../cpu/reference.js';
 import { tiledAttention } from '../../cpu/tiled.js';
+import { FORWARD_TILES } from '../../cuda/kernels.js';
 import { intFlag, intListFlag, UsageError, type Command } from '../args.js';
 import { sci } from '../format.js';
 import { outlierNormals } from '../outliers.js';
 import { formatTable } from '../table.js';
 
-/** Tile sizes of the kernels being emulated (FA3's FP8 and 16-bit forward). */
-const BLOCK_M = 128;
-const BLOCK_N: Record<number, number> = { 64: 128, 128: 128, 256: 80 };
+/** FP8 tiles (FA3's FP8 forward: 128 x 128); the 16-bit rows use flash3's own kernel tiles. */
+const FP8_BLOCK = 128;
 
 function rmse(a: Float64Array, b: Float64Array): number {
   let s = 0;
@@ -60,15 +60,16 @@ export function fp8ErrorRows(s: Setup, headDim: number): Fp8ErrorRow[] {
   const p = problemOf(s, headDim);
   const ref = referenceAttention(p).out;
   const half = (dtype: 'float16' | 'bfloat16') =>
-    tiledAttention(p, { blockM: BLOCK_M, blockN: BLOCK_N[headDim] ?? 128, inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
-  const fp8 = (scaling: 'tensor' | 'block', hadamard: boolean) =>
-    fp8AttentionEmulated(p, { scaling, hadamard, seed: s.seed, blockM: BLOCK_M, blockN: 128 }).out;
+    tiledAttention(p, { ...(FORWARD_TILES[headDim as keyof typeof FORWARD_TILES] ?? { blockM: 128, blockN: 128 }), inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
+  const fp8 = (scaling: 'tensor' | 'block', hadamard: boolean, qSplit = false) =>
+    fp8AttentionEmulated(p, { scaling, hadamard, seed: s.seed, blockM: FP8_BLOCK, blockN: FP8_BLOCK, qSplit }).out;
   return [
     { method: 'fp16', rmse: rmse(half('float16'), ref) },
     { method: 'bf16', rmse: rmse(half('bfloat16'), ref) },
     { method: 'fp8 per-tensor scaling (baseline)', rmse: rmse(fp8('tensor', false), ref) },
     { method: 'fp8 block scaling', rmse: rmse(fp8('block', false), ref) },
     { method: 'fp8 block scaling + Hadamard', rmse: rmse(fp8('block', true), ref) },
+    { method: 'fp8 block + Hadamard + two-term Q (accuracy mode)', rmse: rmse(fp8('block', true, true), ref) },
   ];
 }
 
