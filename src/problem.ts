@@ -2,18 +2,12 @@
  * Checks q, k, v against each other before anything runs, so a mistake surfaces as one typed
  * error naming the tensor, the offending number and the fix, not as a kernel fault or NaNs.
  */
+import type { ProblemDims } from './cpu/problem.js';
 import type { DType } from './dtype.js';
 import { DTypeError, DisposedError, ShapeError, StrideError, UnsupportedError } from './errors.js';
 import { Tensor, type Location } from './tensor.js';
 
-export interface ProblemShape {
-  batch: number;
-  seqlenQ: number;
-  seqlenK: number;
-  headsQ: number;
-  headsKv: number;
-  headDim: number;
-  headDimV: number;
+export interface ProblemShape extends ProblemDims {
   dtype: DType;
   location: Location;
   /** CUDA ordinal of the inputs; -1 on the host. */

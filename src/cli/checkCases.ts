@@ -3,18 +3,14 @@
  * seqlenQ != seqlenK both ways, GQA/MQA, causal and windowed masks, every head dim), with
  * lengths drawn from the seed so repeated runs probe different tile remainders.
  */
+import type { ProblemDims } from '../cpu/problem.js';
 import { Rng } from '../numerics/random.js';
 
 export type Mask = { kind: 'full' } | { kind: 'causal' } | { kind: 'window'; left: number; right: number };
 
-export interface CheckCase {
+/** A case's sizes (v's head dim equals q's), what it probes, and its mask. */
+export interface CheckCase extends Omit<ProblemDims, 'headDimV'> {
   what: string;
-  batch: number;
-  seqlenQ: number;
-  seqlenK: number;
-  headsQ: number;
-  headsKv: number;
-  headDim: number;
   mask: Mask;
 }
 

@@ -180,13 +180,15 @@ function splitSlicer(
   hadamard: boolean,
   opts: Fp8AttentionOptions,
 ): (b: number, h: number) => HeadSlice {
-  const scaling = { scaling: opts.scaling, blockRows, hadamard: false, seed: opts.seed, dtype: 'float8_e4m3' as const };
+  if (opts.scaling !== 'block') {
+    throw new OptionError("the two-term Q of the accuracy mode is defined for block scaling", { param: 'options.scaling', value: opts.scaling, fix: "pass scaling: 'block'" });
+  }
+  const scaling = { scaling: 'block' as const, blockRows, hadamard: false, seed: opts.seed, dtype: 'float8_e4m3' as const };
   return (b, h) => {
     const slice = gatherHead(x, seqlen, heads, dim, b, h);
     if (hadamard) hadamardRows(slice, dim, randomSigns(dim, opts.seed));
-    const rowsPerScale = opts.scaling === 'tensor' ? seqlen : blockRows;
     const hi = quantizeFp8(slice, seqlen, dim, scaling);
-    const approx = (qz: Fp8Quantized, e: number) => qz.values[e] * qz.descale[Math.floor(Math.floor(e / dim) / rowsPerScale)];
+    const approx = (qz: Fp8Quantized, e: number) => qz.values[e] * qz.descale[Math.floor(Math.floor(e / dim) / blockRows)];
     const residual = slice.map((value, e) => value - approx(hi, e));
     const lo = quantizeFp8(residual, seqlen, dim, scaling);
     return { values: slice.map((_, e) => approx(hi, e) + approx(lo, e)), rowDescale: new Float64Array(seqlen).fill(1) };

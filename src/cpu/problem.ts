@@ -4,7 +4,8 @@
  */
 import { OptionError, ShapeError } from '../errors.js';
 
-export interface CpuProblem {
+/** The sizes of an attention problem, shared by every layer that describes one. */
+export interface ProblemDims {
   batch: number;
   seqlenQ: number;
   seqlenK: number;
@@ -12,6 +13,9 @@ export interface CpuProblem {
   headsKv: number;
   headDim: number;
   headDimV: number;
+}
+
+export interface CpuProblem extends ProblemDims {
   /** contiguous (batch, seqlenQ, headsQ, headDim) */
   q: Float64Array;
   /** contiguous (batch, seqlenK, headsKv, headDim) */
