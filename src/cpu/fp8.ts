@@ -94,9 +94,9 @@ export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): 
   const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim: d, headDimV: dv } = p;
   const steps = { blockM: opts.blockM, blockN: opts.blockN, fp32: true, roundP: (x: number) => roundTo(x, 'float8_e4m3') };
   const perTensor = opts.scaling === 'tensor';
-  const quantQ = slicer(p.q, batch, sq, headsQ, d, opts.blockM, opts.hadamard, opts, opts.qSplit ?? false);
-  const quantK = slicer(p.k, batch, sk, headsKv, d, opts.blockN, opts.hadamard, opts);
-  const quantV = slicer(p.v, batch, sk, headsKv, dv, opts.blockN, false, opts);
+  const quantQ = (opts.qSplit ? splitSlicer : slicer)({ x: p.q, batch, seqlen: sq, heads: headsQ, dim: d, blockRows: opts.blockM, hadamard: opts.hadamard }, opts);
+  const quantK = slicer({ x: p.k, batch, seqlen: sk, heads: headsKv, dim: d, blockRows: opts.blockN, hadamard: opts.hadamard }, opts);
+  const quantV = slicer({ x: p.v, batch, seqlen: sk, heads: headsKv, dim: dv, blockRows: opts.blockN, hadamard: false }, opts);
 
   const out = new Float64Array(batch * sq * headsQ * dv);
   const lse = new Float64Array(batch * headsQ * sq);
@@ -126,6 +126,18 @@ export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): 
   return { out, lse };
 }
 
+/** One (batch, seqlen, heads, dim) input and how it is quantized. */
+interface SliceSpec {
+  x: Float64Array;
+  batch: number;
+  seqlen: number;
+  heads: number;
+  dim: number;
+  /** Rows (sequence positions of one head) per scale under block scaling. */
+  blockRows: number;
+  hadamard: boolean;
+}
+
 interface HeadSlice {
   /** (seqlen, dim) fp8 values of one (batch, head) */
   values: Float64Array;
@@ -138,18 +150,8 @@ interface HeadSlice {
  * the whole tensor, so it quantizes everything once; block scaling quantizes each slice, since
  * a block is blockRows consecutive positions of one head.
  */
-function slicer(
-  x: Float64Array,
-  batch: number,
-  seqlen: number,
-  heads: number,
-  dim: number,
-  blockRows: number,
-  hadamard: boolean,
-  opts: Fp8AttentionOptions,
-  split = false,
-): (b: number, h: number) => HeadSlice {
-  if (split) return splitSlicer(x, seqlen, heads, dim, blockRows, hadamard, opts);
+function slicer(spec: SliceSpec, opts: Fp8AttentionOptions): (b: number, h: number) => HeadSlice {
+  const { x, batch, seqlen, heads, dim, blockRows, hadamard } = spec;
   const base = { hadamard, seed: opts.seed, dtype: 'float8_e4m3' as const };
   if (opts.scaling === 'tensor') {
     const whole = quantizeFp8(x, batch * seqlen * heads, dim, { ...base, scaling: 'tensor', blockRows: 1 });
@@ -171,15 +173,8 @@ function slicer(
  * Two-term quantization of (batch, head) slices: values are Q1·d1 + Q2·d2 (exactly what two FP8
  * GEMMs with their descales sum to), so the returned descale is 1.
  */
-function splitSlicer(
-  x: Float64Array,
-  seqlen: number,
-  heads: number,
-  dim: number,
-  blockRows: number,
-  hadamard: boolean,
-  opts: Fp8AttentionOptions,
-): (b: number, h: number) => HeadSlice {
+function splitSlicer(spec: SliceSpec, opts: Fp8AttentionOptions): (b: number, h: number) => HeadSlice {
+  const { x, seqlen, heads, dim, blockRows, hadamard } = spec;
   if (opts.scaling !== 'block') {
     throw new OptionError("the two-term Q of the accuracy mode is defined for block scaling", { param: 'options.scaling', value: opts.scaling, fix: "pass scaling: 'block'" });
   }
