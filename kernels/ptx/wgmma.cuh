@@ -26,12 +26,6 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
-template <int N>
-__device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
-
 // Descriptor of a 128-byte-swizzled tile as TMA writes it: rows of 128 bytes, 8-row atoms of 1 KiB.
 // K-major (Q, K): the leading offset is unused, the stride offset steps between 8-row atoms.
 __device__ __forceinline__ uint64_t smem_desc_kmajor_sw128(uint32_t addr) {
