@@ -1,4 +1,4 @@
-// Builds every forward kernel variant into dist/kernels/*.cubin with nvcc for sm_90a, and fails
+// Builds every forward and backward kernel variant into dist/kernels/*.cubin with nvcc for sm_90a, and fails
 // when ptxas reports register spills or a stack frame (local memory in the hot loop). Without
 // nvcc it says so and exits 0: the CPU backend needs no kernels.
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
+for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim, kernel: 'bwd' });
 // Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)
 // adds flash_fwd_<element>_hd<d>_<NAME>.cubin with FLASH3_<MACRO> overrides, for `flash3 bench --variant`.
 for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('--extra', i + 1)) {
@@ -36,12 +37,12 @@ function findNvcc() {
   return null;
 }
 
-function compile(nvcc, { element, headDim, schedule, defines = [] }) {
-  const name = `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`;
+function compile(nvcc, { element, headDim, schedule, defines = [], kernel = 'fwd' }) {
+  const name = `flash_${kernel}_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`;
   const args = [
     '-cubin', '-gencode=arch=compute_90a,code=sm_90a', '-O3', '-std=c++17', '-Xptxas', '-v',
     `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines,
-    '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', 'flash_fwd.cu'),
+    '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', `flash_${kernel}.cu`),
   ];
   return new Promise((resolve) => {
     const child = spawn(nvcc, args, { cwd: join(root, 'kernels') });
@@ -52,9 +53,10 @@ function compile(nvcc, { element, headDim, schedule, defines = [] }) {
   });
 }
 
-// ptxas -v lines: "Used N registers", "N bytes stack frame, N bytes spill stores, N bytes spill loads".
+// ptxas -v lines: "Used N registers", "N bytes stack frame, N bytes spill stores, N bytes spill loads",
+// once per kernel of the cubin; the worst kernel counts.
 function parseReport(log) {
-  const num = (re) => Number((log.match(re) ?? [])[1] ?? NaN);
+  const num = (re) => Math.max(...[...log.matchAll(new RegExp(re, 'g'))].map((m) => Number(m[1])));
   return {
     registers: num(/Used (\d+) registers/),
     stackBytes: num(/(\d+) bytes stack frame/),

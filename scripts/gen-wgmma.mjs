@@ -51,6 +51,14 @@ template <> struct Wgmma<${t.cpp}, ${n}> {
         : ${dOps}
         : "l"(desc_a), "l"(desc_b), "r"(scale_d));
   }
+  // A and B both MN-major in shared memory (the backward's dQ = dS K, dS stored transposed).
+  __device__ __forceinline__ static void ss_tt(float (&d)[${acc}], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    asm volatile(
+        "{\\n.reg .pred p;\\nsetp.ne.b32 p, %${acc + 2}, 0;\\n"
+        "wgmma.mma_async.sync.aligned.${shape} {${placeholders(0, acc)}}, %${acc}, %${acc + 1}, p, 1, 1, 1, 1;\\n}\\n"
+        : ${dOps}
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  }
   // A from registers, B MN-major in shared memory (O += P V with V stored key-major).
   __device__ __forceinline__ static void rs_bt(float (&d)[${acc}], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
     asm volatile(

@@ -1,0 +1,369 @@
+// Backward attention, warp-specialised. One CTA per (key block, kv head, batch): K and V of the
+// block are loaded once; warpgroup 0's first thread streams Q, dO and their per-row lse and
+// D = rowsum(dO * O) through a ring of stages; consumer warpgroups each own 64 keys and work on
+// transposed tiles (S^T = K Q^T, dP^T = V dO^T), so that P^T and dS^T come out of the accumulators
+// already in the A-operand layout of dV += P^T dO and dK += dS^T Q. dS^T also goes to shared
+// memory, from where dQ = dS K reads it transposed and adds into a float32 buffer in global
+// memory (red.add; in deterministic mode in a fixed order of key blocks per query block).
+// dK and dV stay in registers over the query heads of the GQA group and are written once.
+#pragma once
+#include <cstdint>
+
+#include "../fwd/epilogue.cuh"
+#include "../fwd/fragments.cuh"
+#include "../fwd/pipeline.cuh"
+#include "../fwd/softmax.cuh"
+#include "../ptx/bulk.cuh"
+#include "../ptx/mbarrier.cuh"
+#include "../ptx/tma.cuh"
+#include "../ptx/warpgroup.cuh"
+#include "../ptx/wgmma.cuh"
+#include "mask.cuh"
+#include "params.cuh"
+
+namespace flash3 {
+
+template <typename T, int HeadDim, int ConsumerWGs, int Stages>
+struct BwdKernel {
+  static constexpr int kBlockM = 64;                 // query rows per step
+  static constexpr int kBlockN = 64 * ConsumerWGs;   // keys per CTA
+  static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
+  static constexpr int kPasses = HeadDim / kChunk;
+  static constexpr int kChunkPanels = kChunk / 64;
+  static constexpr int kPanels = HeadDim / 64;
+  static constexpr int kThreads = 128 * (ConsumerWGs + 1);
+  static constexpr int kConsumerThreads = 128 * ConsumerWGs;
+  // The producer's loop keeps more state than the forward's and spills at 24 registers.
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = ConsumerWGs == 1 ? 240 : 232;
+
+  static constexpr int kKVBytes = kBlockN * HeadDim * 2;
+  static constexpr int kQBytes = kBlockM * HeadDim * 2;
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // one dS^T buffer: kBlockN rows of 128 B
+  static constexpr int kRowBytes = kBlockM * 4;           // lse or D of one query block
+
+  // Shared memory: [K][V][stages x (Q, dO)][dS^T x 2][stages x (lse, D)][barriers]. dS^T is
+  // double-buffered so a warpgroup can write the next step's while the other still reads this
+  // one's; at the end of a pass the same bytes stage dV and dK for their TMA stores.
+  static constexpr int kOffK = 0;
+  static constexpr int kOffV = kKVBytes;
+  static constexpr int kOffStages = 2 * kKVBytes;
+  static constexpr int kOffDs = kOffStages + Stages * 2 * kQBytes;
+  static constexpr int kOffRows = kOffDs + 2 * kDsBytes;
+  static constexpr int kOffBarriers = kOffRows + Stages * 2 * kRowBytes;
+  static constexpr int kBarriers = 1 + 2 * Stages;
+  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
+
+  // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue.
+  static constexpr int kBarConsumers = 1;
+  static constexpr int kBarEpilogue = 2;
+
+  static_assert(HeadDim % 64 == 0 && kChunk % 64 == 0, "tile shape");
+  static_assert(2 * kDsBytes >= kBlockN * kChunk * 2, "dS buffers must hold the dK/dV staging");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+
+  struct Smem {
+    uint32_t base;
+    __device__ uint32_t k(int panel) const { return base + kOffK + panel * kBlockN * 128; }
+    __device__ uint32_t v(int panel) const { return base + kOffV + panel * kBlockN * 128; }
+    __device__ uint32_t q(int stage, int panel) const { return base + kOffStages + stage * 2 * kQBytes + panel * 64 * 128; }
+    __device__ uint32_t dout(int stage, int panel) const { return q(stage, panel) + kQBytes; }
+    __device__ uint32_t ds(int buffer) const { return base + kOffDs + buffer * kDsBytes; }
+    __device__ uint32_t lse(int stage) const { return base + kOffRows + stage * 2 * kRowBytes; }
+    __device__ uint32_t dpsum(int stage) const { return lse(stage) + kRowBytes; }
+    __device__ uint32_t kv_full() const { return base + kOffBarriers; }
+    __device__ uint32_t full(int s) const { return base + kOffBarriers + 8 * (1 + s); }
+    __device__ uint32_t empty(int s) const { return base + kOffBarriers + 8 * (1 + Stages + s); }
+  };
+
+  struct Block {
+    int n_block, head_kv, batch;
+    QueryBlockRange range;
+    int rotation;  // first query block visited; 0 unless p.rotate
+  };
+
+  __device__ static Block this_block(const BwdParams& p) {
+    Block b{int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), {}, 0};
+    b.range = query_block_range<kBlockM, kBlockN>(b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+    // Unmasked, every key block visits every query block: starting each at its own offset keeps
+    // the CTAs of a head on different dQ rows (fewer collisions; no waiting in deterministic mode).
+    if (p.rotate) b.rotation = int((long long)b.n_block * p.num_m_blocks / p.num_n_blocks);
+    return b;
+  }
+
+  __device__ static int visit(const Block& b, int t, const BwdParams& p) {
+    const int m = b.range.m_min + b.rotation + t;
+    return m < b.range.m_max ? m : m - (b.range.m_max - b.range.m_min);
+  }
+
+  // Position of this key block among the contributors to query block m's dQ, in the order they
+  // get there: by arrival step when rotated (the CTA whose offset is nearest below m first), else
+  // by key block. Waiting on that order never waits on a CTA dispatched later than this one
+  // unless all CTAs of the head fit the GPU at once (the host rotates only then).
+  __device__ static int dq_rank(const Block& b, int m, const BwdParams& p) {
+    if (p.rotate) {
+      const int n = p.num_n_blocks;
+      const int started = min(n, int(((long long)(m + 1) * n + p.num_m_blocks - 1) / p.num_m_blocks));
+      return (started - 1 - b.n_block + n) % n;
+    }
+    return b.n_block -
+           key_block_range<kBlockM, kBlockN>(m, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right).n_min;
+  }
+
+  __device__ static void run(const BwdParams& p) {
+    extern __shared__ __align__(1024) uint8_t smem_raw[];
+    uint8_t* smem_ptr = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+    const Smem smem{ptx::smem_addr(smem_ptr)};
+    const int warpgroup = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+      ptx::mbarrier_init(smem.kv_full(), 1);
+      for (int s = 0; s < Stages; ++s) {
+        ptx::mbarrier_init(smem.full(s), 1);
+        ptx::mbarrier_init(smem.empty(s), 4 * ConsumerWGs);  // one arrival per consumer warp
+      }
+      ptx::fence_barrier_init();
+    }
+    __syncthreads();
+
+    if (warpgroup == 0) {
+      ptx::setmaxnreg_dec<kProducerRegs>();
+      if (threadIdx.x == 0) produce(p, smem);
+    } else {
+      ptx::setmaxnreg_inc<kConsumerRegs>();
+      consume(p, smem, smem_ptr, warpgroup - 1);
+    }
+  }
+
+  __device__ static void produce(const BwdParams& p, const Smem& smem) {
+    ptx::tma_prefetch_descriptor(&p.tm_q);
+    ptx::tma_prefetch_descriptor(&p.tm_do);
+    const Block b = this_block(p);
+    ptx::mbarrier_arrive_expect_tx(smem.kv_full(), 2 * kKVBytes);
+    for (int panel = 0; panel < kPanels; ++panel) {
+      ptx::tma_load_4d(smem.k(panel), &p.tm_k, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+      ptx::tma_load_4d(smem.v(panel), &p.tm_v, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+    }
+    const int steps = b.range.m_max - b.range.m_min;
+    const int padded = p.num_m_blocks * kBlockM;
+    PipelineState<Stages> ring;
+    for (int pass = 0; pass < kPasses; ++pass) {
+      for (int g = 0; g < p.group_size; ++g) {
+        const int head = b.head_kv * p.group_size + g;
+        const size_t row_base = (size_t(b.batch) * p.heads_q + head) * padded;
+        for (int t = 0; t < steps; ++t) {
+          const int m = visit(b, t, p);
+          ptx::mbarrier_wait(smem.empty(ring.index), ring.phase ^ 1);
+          ptx::mbarrier_arrive_expect_tx(smem.full(ring.index), 2 * kQBytes + 2 * kRowBytes);
+          for (int panel = 0; panel < kPanels; ++panel) {
+            ptx::tma_load_4d(smem.q(ring.index, panel), &p.tm_q, smem.full(ring.index), panel * 64, m * kBlockM, head,
+                             b.batch);
+            ptx::tma_load_4d(smem.dout(ring.index, panel), &p.tm_do, smem.full(ring.index), panel * 64, m * kBlockM,
+                             head, b.batch);
+          }
+          ptx::bulk_load(smem.lse(ring.index), p.lse_log2 + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
+          ptx::bulk_load(smem.dpsum(ring.index), p.dpsum + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
+          ring.advance();
+        }
+      }
+    }
+  }
+
+  // X^T = A B^T for A = this warpgroup's 64 rows of K (or V) and B = the stage's Q (or dO): both
+  // K-major, contracted over the whole head dim.
+  __device__ static void issue_transposed_scores(float (&acc)[kBlockM / 2], uint32_t a_tile, uint32_t b_tile, int wg) {
+    // K and V never move, so the compiler would hoist all their descriptors out of the query loop
+    // into registers that dK and dV need; rebuilding them per step costs a few integer ops.
+    ptx::opaque(a_tile);
+#pragma unroll
+    for (int kk = 0; kk < HeadDim / 16; ++kk) {
+      const uint32_t a = a_tile + (kk / 4) * kBlockN * 128 + wg * 64 * 128 + (kk % 4) * 32;
+      const uint32_t bb = b_tile + (kk / 4) * 64 * 128 + (kk % 4) * 32;
+      Wgmma<T, kBlockM>::ss(acc, ptx::smem_desc_kmajor_sw128(a), ptx::smem_desc_kmajor_sw128(bb), kk > 0);
+    }
+  }
+
+  // acc (64 keys x this pass's columns) += frag (keys x 64 queries) * tile (queries x columns),
+  // the tile read MN-major from the stage (Q or dO).
+  __device__ static void issue_key_gradient(float (&acc)[kChunk / 2], const uint32_t (&frag)[kBlockM / 4],
+                                            uint32_t tile_chunk) {
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk)
+      Wgmma<T, kChunk>::rs_bt(acc, a_slice(frag, kk), ptx::smem_desc_mnmajor_sw128(tile_chunk + kk * 16 * 128, 64 * 128),
+                              1);
+  }
+
+  // dQ (64 queries x 64 columns) = dS (queries x keys) K (keys x columns): dS^T read transposed
+  // from shared memory (16-bit operands allow an MN-major A), K read MN-major at one 64-column panel.
+  __device__ static void issue_dq(float (&acc)[32], uint32_t ds_tile, uint32_t k_panel) {
+    ptx::opaque(k_panel);
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+      Wgmma<T, 64>::ss_tt(acc, ptx::smem_desc_mnmajor_sw128(ds_tile + kk * 16 * 128, kDsBytes),
+                          ptx::smem_desc_mnmajor_sw128(k_panel + kk * 16 * 128, kBlockN * 128), kk > 0);
+  }
+
+  __device__ static void release(uint32_t empty_barrier, int lane) {
+    __syncwarp();
+    if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
+  }
+
+  __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
+    const int tid = threadIdx.x % 128;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const bool leader = wg == 0 && tid == 0;
+    const Block b = this_block(p);
+    const int steps = b.range.m_max - b.range.m_min;
+    const int padded = p.num_m_blocks * kBlockM;
+    const int key0 = b.n_block * kBlockN + wg * 64 + warp * 16 + lane / 4;
+    const int frag_row = warp * 16 + lane / 4;  // accumulator row within a 64-row tile
+    const int frag_col = 2 * (lane % 4);        // accumulator column of element 0
+
+    ptx::mbarrier_wait(smem.kv_full(), 0);
+    PipelineState<Stages> ring;
+    int step = 0;
+    for (int pass = 0; pass < kPasses; ++pass) {
+      float dk[kChunk / 2], dv[kChunk / 2];
+#pragma unroll
+      for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
+
+      for (int g = 0; g < p.group_size; ++g) {
+        const int head = b.head_kv * p.group_size + g;
+        const size_t row_base = (size_t(b.batch) * p.heads_q + head) * padded;
+        for (int t = 0; t < steps; ++t, ++step) {
+          const int m = visit(b, t, p);
+          const int stage = ring.index;
+          ptx::mbarrier_wait(smem.full(stage), ring.phase);
+
+          float s[kBlockM / 2], dp[kBlockM / 2];
+          ptx::wgmma_fence();
+          issue_transposed_scores(s, smem.k(0), smem.q(stage, 0), wg);
+          issue_transposed_scores(dp, smem.v(0), smem.dout(stage, 0), wg);
+          ptx::wgmma_commit();
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(s);
+          ptx::fence_registers(dp);
+
+          // P^T = exp2(S^T scale_log2 - lse_log2[query]); dS^T = P^T (dP^T - D[query]).
+          const float2* lse = reinterpret_cast<const float2*>(smem_ptr + (smem.lse(stage) - smem.base));
+          const float2* dpsum = reinterpret_cast<const float2*>(smem_ptr + (smem.dpsum(stage) - smem.base));
+#pragma unroll
+          for (int i = 0; i < kBlockM / 8; ++i) {
+            const float2 l = lse[4 * i + lane % 4];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              s[4 * i + 2 * r] = ex2(fmaf(s[4 * i + 2 * r], p.scale_log2, -l.x));
+              s[4 * i + 2 * r + 1] = ex2(fmaf(s[4 * i + 2 * r + 1], p.scale_log2, -l.y));
+            }
+          }
+          if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
+            mask_transposed(s, key0, m * kBlockM + frag_col, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+#pragma unroll
+          for (int i = 0; i < kBlockM / 8; ++i) {
+            const float2 d = dpsum[4 * i + lane % 4];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              dp[4 * i + 2 * r] = s[4 * i + 2 * r] * (dp[4 * i + 2 * r] - d.x);
+              dp[4 * i + 2 * r + 1] = s[4 * i + 2 * r + 1] * (dp[4 * i + 2 * r + 1] - d.y);
+            }
+          }
+          uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
+          pack_fragments<T>(s, p_frag);
+          pack_fragments<T>(dp, ds_frag);
+
+          // This warpgroup's 64 rows of dS^T, in the 128-byte-swizzled layout wgmma reads.
+          uint8_t* ds_tile = smem_ptr + (smem.ds(step & 1) - smem.base) + wg * 64 * 128;
+#pragma unroll
+          for (int i = 0; i < kBlockM / 8; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const int row = frag_row + 8 * r;
+              *reinterpret_cast<uint32_t*>(ds_tile + row * 128 + ((i ^ (row & 7)) << 4) + (lane % 4) * 4) =
+                  ds_frag[2 * i + r];
+            }
+          ptx::fence_async_shared();
+
+          ptx::wgmma_fence();
+          issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
+          issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
+          ptx::wgmma_commit();
+
+          int* semaphore = nullptr;
+          if (p.dq_semaphore) {
+            semaphore = p.dq_semaphore + ((size_t(pass) * gridDim.z + b.batch) * p.heads_q + head) * p.num_m_blocks + m;
+            if (leader) {
+              const int rank = dq_rank(b, m, p);
+              while (ptx::load_acquire(semaphore) != rank) {
+              }
+            }
+          }
+          // Both warpgroups' dS^T are in shared memory (and, deterministic, it is this block's turn).
+          ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+          // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers
+          // before dQ's accumulators need them.
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(dv);
+          ptx::fence_registers(dk);
+          release(smem.empty(stage), lane);
+          ring.advance();
+
+          // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating
+          // with the step so that a single panel (head dim 64) alternates.
+          for (int piece = 0; piece < kChunkPanels; ++piece) {
+            if ((piece + step) % ConsumerWGs != wg) continue;
+            float dq[32];
+            ptx::wgmma_fence();
+            issue_dq(dq, smem.ds(step & 1), smem.k(pass * kChunkPanels + piece));
+            ptx::wgmma_commit();
+            ptx::wgmma_wait<0>();
+            ptx::fence_registers(dq);
+            float* dq_rows = p.dq_accum + (row_base + m * kBlockM + frag_row) * HeadDim + (pass * kChunk + piece * 64) +
+                             frag_col;
+#pragma unroll
+            for (int i = 0; i < 8; ++i)
+#pragma unroll
+              for (int r = 0; r < 2; ++r)
+                ptx::red_add_v2(dq_rows + 8 * r * HeadDim + 8 * i, dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]);
+          }
+          if (semaphore) {
+            __threadfence();
+            ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+            if (leader) atomicAdd(semaphore, 1);
+          }
+        }
+      }
+      epilogue(p, b, smem, smem_ptr, dk, dv, pass, wg, tid);
+    }
+  }
+
+  // dV then dK of this pass through the dS buffers (free once both warpgroups are past their last
+  // dQ), one TMA store per 64-column panel of this warpgroup's 64 keys; keys past seqlen_k are
+  // clipped by the store.
+  __device__ static void epilogue(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+                                  const float (&dk)[kChunk / 2], const float (&dv)[kChunk / 2], int pass, int wg,
+                                  int tid) {
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+    uint8_t* staging = smem_ptr + (smem.ds(0) - smem.base) + wg * 64 * 128;
+    auto store = [&](const float(&acc)[kChunk / 2], float scale, const CUtensorMap* map) {
+      const float factor[2] = {scale, scale};
+      stage_output<T, kChunk>(acc, factor, staging, kBlockN * 128, warp, lane);
+      ptx::fence_async_shared();
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      if (tid == 0) {
+        for (int c = 0; c < kChunkPanels; ++c)
+          ptx::tma_store_4d(map, smem.ds(0) + c * kBlockN * 128 + wg * 64 * 128, pass * kChunk + c * 64,
+                            b.n_block * kBlockN + wg * 64, b.head_kv, b.batch);
+        ptx::tma_store_commit();
+        ptx::tma_store_wait_read();
+      }
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+    };
+    store(dv, 1.f, &p.tm_dv);
+    store(dk, p.softmax_scale, &p.tm_dk);
+  }
+};
+
+}  // namespace flash3

@@ -1,0 +1,40 @@
+// Backward kernel parameters, passed by value as one __grid_constant__ struct. The host
+// (src/cuda/bwdParams.ts) writes the same layout byte for byte; the static_asserts pin it.
+#pragma once
+#include <cstddef>
+#include <cuda.h>
+
+namespace flash3 {
+
+struct BwdParams {
+  CUtensorMap tm_q;     // (headdim, seqlen_q, heads_q, batch), box (64, 64)
+  CUtensorMap tm_k;     // (headdim, seqlen_k, heads_kv, batch), box (64, BlockN)
+  CUtensorMap tm_v;     // as tm_k
+  CUtensorMap tm_do;    // as tm_q
+  CUtensorMap tm_dk;    // as tm_k, box (64, 64)
+  CUtensorMap tm_dv;    // as tm_dk
+  const float* lse_log2;  // (batch, heads_q, seqlen_q_padded): lse * log2(e), +inf for rows without keys
+  const float* dpsum;     // (batch, heads_q, seqlen_q_padded): D = rowsum(dO * O)
+  float* dq_accum;        // (batch, heads_q, seqlen_q_padded, headdim), unscaled dS K
+  int* dq_semaphore;      // (passes, batch, heads_q, num_m_blocks) in deterministic mode, else null
+  int seqlen_q;
+  int seqlen_k;
+  int heads_q;
+  int group_size;    // heads_q / heads_kv
+  int window_left;   // -1 = unbounded
+  int window_right;  // 0 = causal, -1 = unbounded
+  float scale_log2;  // softmax_scale * log2(e)
+  float softmax_scale;
+  int num_m_blocks;  // query blocks of 64 rows; seqlen_q_padded = 64 * num_m_blocks
+  int num_n_blocks;  // key blocks (one CTA each per kv head and batch)
+  int rotate;        // visit query blocks starting at a per-CTA offset (unmasked problems only)
+};
+
+static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
+static_assert(offsetof(BwdParams, dq_semaphore) == 792, "host layout");
+static_assert(offsetof(BwdParams, seqlen_q) == 800, "host layout");
+static_assert(offsetof(BwdParams, scale_log2) == 824, "host layout");
+static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
+static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
+
+}  // namespace flash3

@@ -1,0 +1,45 @@
+// One backward cubin per (element type, head dim), built like flash_fwd.cu with
+// -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256: the pre-pass, the main kernel and the
+// dQ conversion. The host reads the launch shape from the exported constants.
+#include "bwd/kernel.cuh"
+#include "bwd/prepost.cuh"
+#include "bwd/tile_config.cuh"
+
+#if !defined(FLASH3_ELEMENT) || !defined(FLASH3_HEADDIM)
+#error "build with -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256"
+#endif
+
+#define FLASH3_bf16 __nv_bfloat16
+#define FLASH3_fp16 __half
+#define FLASH3_CAT(a, b) a##b
+#define FLASH3_TYPE(x) FLASH3_CAT(FLASH3_, x)
+
+using Element = FLASH3_TYPE(FLASH3_ELEMENT);
+using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
+using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, Config::kStages>;
+
+extern "C" {
+__device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads;
+__device__ __attribute__((used)) const int flash3_bwd_smem_bytes = Kernel::kSmemBytes;
+__device__ __attribute__((used)) const int flash3_bwd_block_m = Kernel::kBlockM;
+__device__ __attribute__((used)) const int flash3_bwd_block_n = Kernel::kBlockN;
+__device__ __attribute__((used)) const int flash3_bwd_passes = Kernel::kPasses;
+
+__global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_bwd(const __grid_constant__ flash3::BwdParams p) {
+  Kernel::run(p);
+}
+
+__global__ void __launch_bounds__(256) flash3_bwd_prepare(const Element* out, flash3::Strides so, const Element* dout,
+                                                          flash3::Strides sdo, const float* lse, flash3::Strides slse,
+                                                          float* lse_log2, float* dpsum, float* dq_accum,
+                                                          int* semaphores, int semaphore_count, int heads, int seqlen_q,
+                                                          int padded, int rows) {
+  flash3::prepare_rows(out, so, dout, sdo, lse, slse, lse_log2, dpsum, dq_accum, semaphores, semaphore_count, heads,
+                       seqlen_q, padded, FLASH3_HEADDIM, rows);
+}
+
+__global__ void __launch_bounds__(256) flash3_bwd_convert_dq(const float* dq_accum, Element* dq, float scale, int heads,
+                                                             int seqlen_q, int padded, long long pairs) {
+  flash3::convert_dq(dq_accum, dq, scale, heads, seqlen_q, padded, FLASH3_HEADDIM, pairs);
+}
+}
