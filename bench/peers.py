@@ -1,7 +1,9 @@
 """Times PyTorch SDPA's cuDNN and FlashAttention-2 backends on the shapes given as JSON on stdin.
 
 Input: {"dtype": "bfloat16"|"float16", "points": [{"batch", "seqlen", "heads", "headDim", "causal"}],
-        "warmup": int, "iterations": int, "repetitions": int}
+        "warmup": int, "iterations": int, "repetitions": int, "backward": bool (optional)}
+With "backward", each backend's backward alone is timed: torch.autograd.grad of one forward's
+output (graph retained), which returns dq, dk, dv without accumulating into .grad.
 Output (stdout, one JSON object): {"torch": version, "cudnn": version, "device": name,
         "results": [{"cudnn_ms": float|null, "flash_ms": float|null, "errors": {...}}]}
 Tensors are made (batch, seqlen, heads, headdim) and transposed, the memory layout flash3 reads.
@@ -36,17 +38,26 @@ def main():
     spec = json.load(sys.stdin)
     dtype = getattr(torch, spec["dtype"])
     timing = (spec.get("warmup", 3), spec.get("iterations", 10), spec.get("repetitions", 5))
+    backward = spec.get("backward", False)
     results = []
     for p in spec["points"]:
         b, s, h, d = p["batch"], p["seqlen"], p["heads"], p["headDim"]
-        q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dtype).transpose(1, 2) for _ in range(3))
+        q, k, v = (
+            torch.randn(b, s, h, d, device="cuda", dtype=dtype).transpose(1, 2).requires_grad_(backward)
+            for _ in range(3)
+        )
         row = {"errors": {}}
         for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
             try:
                 with sdpa_kernel([backend]):
-                    row[f"{name}_ms"] = time_ms(
-                        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=p["causal"]), *timing
-                    )
+                    if backward:
+                        out = F.scaled_dot_product_attention(q, k, v, is_causal=p["causal"])
+                        dout = torch.randn_like(out)
+                        fn = lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+                    else:
+                        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=p["causal"])
+                    row[f"{name}_ms"] = time_ms(fn, *timing)
+                    out = dout = None
             except Exception as e:  # a backend that rejects a shape is reported, not fatal
                 row[f"{name}_ms"] = None
                 row["errors"][name] = str(e).splitlines()[0][:200]

@@ -32,6 +32,8 @@ export interface BackwardInputs {
   dout: Tensor;
   out: Tensor;
   lse: Tensor;
+  /** Bitwise-identical gradients run to run (an ordered dQ reduction on the GPU). */
+  deterministic?: boolean;
 }
 
 export interface Backend {

@@ -2,7 +2,7 @@
  * Gradients of attention(): dq, dk, dv from the forward's inputs, its output, the output's
  * gradient and the log-sum-exp, in FlashAttention's layout and with the forward's options.
  */
-import { getBackend, listBackends, type BackwardResult } from './backend.js';
+import { getBackend, listBackends, selectBackend, type BackwardResult } from './backend.js';
 import { DTypeError, OptionError, ShapeError, UnsupportedError } from './errors.js';
 import { resolveOptions, type AttentionOptions } from './options.js';
 import { validateAttentionInputs, type ProblemShape } from './problem.js';
@@ -51,16 +51,16 @@ export function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor,
   checkLike(out, 'out', outShape, shape.dtype, q);
   checkLike(lse, 'lse', [shape.batch, shape.headsQ, shape.seqlenQ], 'float32', q);
 
-  // Only the CPU backend has a backward so far; 'auto' uses it (device tensors round-trip).
-  const name = opts.backend === 'auto' ? 'cpu' : opts.backend;
-  const backend = getBackend(name);
-  if (!backend?.backward) {
+  // Selected as for the forward: 'auto' takes CUDA where it can run the problem (host tensors
+  // round-trip through the device), else the CPU.
+  const backend = selectBackend(opts.backend, shape, opts);
+  if (!backend.backward) {
     const have = listBackends().filter((b) => getBackend(b.name)?.backward).map((b) => b.name);
-    throw new UnsupportedError(`the ${name} backend has no backward pass yet`, {
+    throw new UnsupportedError(`the ${backend.name} backend has no backward pass`, {
       param: 'options.backend',
       value: opts.backend,
       fix: `pass backend: ${have.map((n) => `'${n}'`).join(' or ')} (or 'auto')`,
     });
   }
-  return backend.backward(q, k, v, { dout, out, lse }, shape, opts);
+  return backend.backward(q, k, v, { dout, out, lse, deterministic }, shape, opts);
 }

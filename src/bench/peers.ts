@@ -18,8 +18,9 @@ export interface PeerTimes {
 
 export type PeersResult = { ok: true; torch: string; cudnn: number; device: string; times: PeerTimes[] } | { ok: false; reason: string };
 
-export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions): PeersResult {
-  const input = JSON.stringify({ dtype, points, ...timing });
+/** `backward`: time each peer's backward alone (autograd of one retained forward) instead of its forward. */
+export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, backward = false): PeersResult {
+  const input = JSON.stringify({ dtype, points, ...timing, backward });
   const run = spawnSync('python3', [PEERS_SCRIPT], { input, encoding: 'utf8', maxBuffer: 16 << 20 });
   if (run.error) return { ok: false, reason: `python3 not runnable: ${run.error.message}` };
   if (run.status !== 0) {

@@ -10,6 +10,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { registerDeviceTransfer, Tensor } from '../tensor.js';
 import { CudaContext, probeCuda } from './context.js';
+import { cudaBackward } from './backward.js';
 import { planForward } from './forward.js';
 import { FORWARD_HEAD_DIMS, missingCubins } from './kernels.js';
 
@@ -40,7 +41,7 @@ function supports(shape: ProblemShape, opts: ResolvedOptions): string | null {
 }
 
 /** A tensor wrapped with fromDevicePointer may claim the wrong device: ask the driver. */
-function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
+export function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
   let owner: number;
   try {
     owner = ctx.deviceOfPointer(t.devicePointer);
@@ -103,7 +104,7 @@ function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: Res
   }
 }
 
-export const cudaBackend: Backend = { name: 'cuda', probe, supports, forward };
+export const cudaBackend: Backend = { name: 'cuda', probe, supports, forward, backward: cudaBackward };
 
 registerBackend(cudaBackend);
 

@@ -27,7 +27,7 @@ export interface ForwardPlan {
 const TMA_ALIGN = 16;
 
 /** TMA addresses rows by byte strides that are multiples of 16; say which tensor breaks that. */
-function checkTmaLayout(name: string, t: Tensor): void {
+export function checkTmaLayout(name: string, t: Tensor): void {
   const esize = bytesPerElement(t.dtype);
   const bad = t.strides.slice(0, 3).findIndex((s) => (s * esize) % TMA_ALIGN !== 0);
   if (bad >= 0 || t.devicePointer % BigInt(TMA_ALIGN) !== 0n) {
@@ -40,7 +40,7 @@ function checkTmaLayout(name: string, t: Tensor): void {
 }
 
 /** (headdim, seqlen, heads, batch) view of a (batch, seqlen, heads, headdim) tensor, 64-column boxes. */
-function tensorMap(ctx: CudaContext, t: Tensor, boxRows: number): Uint8Array {
+export function tensorMap(ctx: CudaContext, t: Tensor, boxRows: number): Uint8Array {
   const esize = bytesPerElement(t.dtype);
   const [b, s, h, d] = t.shape;
   return encodeTensorMapTiled(ctx, {

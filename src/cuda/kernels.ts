@@ -38,11 +38,18 @@ export function forwardCubinPath(element: KernelElement, headDim: number, varian
   return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}${suffix}.cubin`;
 }
 
+/** The backward's cubin (pre-pass, main kernel and dQ conversion) for one element type and head dim. */
+export function backwardCubinPath(element: KernelElement, headDim: number): string {
+  return `${KERNEL_DIR}flash_bwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}.cubin`;
+}
+
 /** The cubins that are missing, as paths; empty when the kernels are built. */
 export function missingCubins(): string[] {
   const missing: string[] = [];
   for (const element of ['bfloat16', 'float16'] as const) {
-    for (const d of FORWARD_HEAD_DIMS) if (!existsSync(forwardCubinPath(element, d))) missing.push(forwardCubinPath(element, d));
+    for (const d of FORWARD_HEAD_DIMS) {
+      for (const path of [forwardCubinPath(element, d), backwardCubinPath(element, d)]) if (!existsSync(path)) missing.push(path);
+    }
   }
   return missing;
 }

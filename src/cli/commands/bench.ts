@@ -18,6 +18,7 @@ import { UsageError, boolFlag, choiceFlag, dtypeFlag, intFlag, intListFlag, stri
 import { pickBackend } from '../backends.js';
 import { buildRows, headerLine, reportJson, reportSvg, reportTable, type BenchReport } from '../benchReport.js';
 import { ProgressBar } from '../progress.js';
+import { backwardHeader, backwardTable, benchBackward } from '../backwardBench.js';
 
 /** The CPU reference is ~1000x slower than the GPU: a few timed calls are plenty. */
 const CPU_TIMING: TimingOptions = { warmup: 2, iterations: 2, repetitions: 3 };
@@ -151,13 +152,16 @@ function write(flag: string, path: string, text: string): void {
 export const benchCommand: Command = {
   name: 'bench',
   summary: "Time the forward pass over the FlashAttention-3 paper's grid (16k tokens, hidden 2048) and report TFLOPS.",
-  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--peers] [--json FILE] [--svg FILE]',
+  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--backward] [--peers] [--json FILE] [--svg FILE]',
   details: [
     'On CUDA: batch = 16384 / seqlen and heads = 2048 / headdim at each point, forward FLOPs',
     '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events: warmup launches,',
     'then `reps` repetitions of `iters` back-to-back launches, median repetition reported.',
     '--peers also times PyTorch SDPA cuDNN and FlashAttention-2 on the same points (needs',
     'python3 with torch on this machine; without it the reason is printed and flash3 alone shown).',
+    '',
+    '--backward times dQ, dK, dV (pre-pass, main kernel and dQ conversion) in the default and the',
+    'deterministic mode, FLOPs 2.5 x forward; with --peers next to PyTorch\'s cuDNN and FA2 backwards.',
     '',
     'Without a usable GPU (or with --backend cpu) it times the CPU reference backend on a small',
     'grid (head dim 64, seqlen 128/256/512, batch 1, heads 2) with performance.now(); those numbers',
@@ -170,6 +174,7 @@ export const benchCommand: Command = {
     seqlen: { type: 'string', value: 'LIST', description: 'sequence lengths', default: '512,...,16384 (cpu: 128,256,512)' },
     causal: { type: 'string', value: 'WHICH', description: 'both, yes or no', default: 'both' },
     peers: { type: 'boolean', description: 'also time PyTorch cuDNN and FA2 (bench/peers.py)' },
+    backward: { type: 'boolean', description: 'time the backward (default and deterministic; CUDA only); with --peers, the peers\' backwards' },
     json: { type: 'string', value: 'FILE', description: 'write the results as JSON' },
     svg: { type: 'string', value: 'FILE', description: 'write bar charts (one panel per head dim and mask) as SVG' },
     warmup: { type: 'string', value: 'N', description: 'warm-up calls per point', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },
@@ -181,6 +186,14 @@ export const benchCommand: Command = {
     const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16'] as const, 'bfloat16');
     const jsonPath = stringFlag(values, 'json');
     const svgPath = stringFlag(values, 'svg');
+    if (boolFlag(values, 'backward')) {
+      if (pick.name !== 'cuda') throw new UsageError(`--backward times the CUDA kernels, and the CUDA backend is not usable here (${pick.why})`);
+      const report = benchBackward(values, dtype, causalsOf(values), timingOf(values, DEFAULT_TIMING));
+      if (jsonPath) write('--json', jsonPath, JSON.stringify(report, null, 2) + '\n');
+      console.log(backwardHeader(report));
+      console.log(backwardTable(report));
+      return 0;
+    }
     if (pick.name === 'cpu') process.stderr.write(`flash3 bench: CPU reference backend (${pick.why})\n`);
     const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype);
 

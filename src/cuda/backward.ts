@@ -1,0 +1,236 @@
+/**
+ * The CUDA backward: plans the three launches of one gradient computation (pre-pass, main kernel,
+ * dQ conversion) over the caller's strided tensors, and the backend entry that allocates the
+ * gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator and, in
+ * deterministic mode, the dQ semaphores) and can be launched many times (benchmarks).
+ */
+import { bytesPerElement } from '../dtype.js';
+import { StrideError } from '../errors.js';
+import type { BackwardInputs, BackwardResult } from '../backend.js';
+import type { ResolvedOptions } from '../options.js';
+import type { ProblemShape } from '../problem.js';
+import { Tensor } from '../tensor.js';
+import { checkResidence } from './backend.js';
+import { CudaContext, type Stream } from './context.js';
+import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
+import { checkTmaLayout, tensorMap } from './forward.js';
+import { backwardCubinPath, type KernelElement } from './kernels.js';
+import { KernelModule, type KernelArg, type KernelFunction } from './module.js';
+
+export interface BackwardKernel {
+  main: KernelFunction;
+  prepare: KernelFunction;
+  convertDq: KernelFunction;
+  threads: number;
+  smemBytes: number;
+  /** Query rows per step of the main kernel, and the padding unit of the workspace rows. */
+  blockM: number;
+  /** Keys per CTA. */
+  blockN: number;
+  /** Passes over the query blocks (head dims above 128 run one per 128 columns). */
+  passes: number;
+}
+
+const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
+
+export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim: number): BackwardKernel {
+  let perContext = cache.get(ctx);
+  if (!perContext) cache.set(ctx, (perContext = new Map()));
+  const key = `${element}/${headDim}`;
+  let kernel = perContext.get(key);
+  if (!kernel) {
+    const module = KernelModule.load(ctx, backwardCubinPath(element, headDim));
+    kernel = {
+      main: module.getFunction('flash3_bwd'),
+      prepare: module.getFunction('flash3_bwd_prepare'),
+      convertDq: module.getFunction('flash3_bwd_convert_dq'),
+      threads: module.readGlobalInt32('flash3_bwd_threads'),
+      smemBytes: module.readGlobalInt32('flash3_bwd_smem_bytes'),
+      blockM: module.readGlobalInt32('flash3_bwd_block_m'),
+      blockN: module.readGlobalInt32('flash3_bwd_block_n'),
+      passes: module.readGlobalInt32('flash3_bwd_passes'),
+    };
+    kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
+    perContext.set(key, kernel);
+  }
+  return kernel;
+}
+
+export interface BackwardTensors {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  out: Tensor;
+  dout: Tensor;
+  lse: Tensor;
+  /** Contiguous outputs shaped like q, k, v. */
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+}
+
+export interface BackwardPlan {
+  /** Queues the three kernels on `stream` (default stream when omitted); does not wait. */
+  launch(stream?: Stream): void;
+  /** Frees the workspace; queued launches still complete. */
+  dispose(): void;
+  grid: [number, number, number];
+  blockN: number;
+  /** Whether query blocks are visited from a per-CTA offset (unmasked problems). */
+  rotated: boolean;
+}
+
+/** (batch, seq, head) element strides of a (batch, seq, head, d) tensor, as the kernels' Strides struct. */
+function stridesArg(batch: number, seq: number, head: number): KernelArg {
+  const bytes = new Uint8Array(24);
+  const view = new DataView(bytes.buffer);
+  [batch, seq, head].forEach((s, i) => view.setBigInt64(8 * i, BigInt(s), true));
+  return { kind: 'bytes', value: bytes, align: 8 };
+}
+
+function checkRowsContiguous(name: string, t: Tensor): void {
+  if (t.strides[3] !== 1) {
+    throw new StrideError(`${name} must have a contiguous head dim for the CUDA backward`, {
+      param: `${name}.strides`,
+      value: [...t.strides],
+      fix: `pass ${name}.contiguous()`,
+    });
+  }
+}
+
+export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: ProblemShape, opts: ResolvedOptions, deterministic: boolean): BackwardPlan {
+  for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
+  for (const [name, x] of [['out', t.out], ['dout', t.dout]] as const) checkRowsContiguous(name, x);
+  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim);
+  const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
+  const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
+  const numNBlocks = Math.ceil(seqlenK / kernel.blockN);
+  const padded = numMBlocks * kernel.blockM;
+  const rows = batch * headsQ * padded;
+  const semaphores = deterministic ? kernel.passes * batch * headsQ * numMBlocks : 0;
+  // Rotation makes a CTA wait on CTAs of its head with higher indices, which is safe only
+  // when a whole head's CTAs are resident at once (one CTA per SM).
+  const unmasked = opts.windowLeft < 0 && opts.windowRight < 0;
+  const rotated = unmasked && (!deterministic || numNBlocks <= ctx.multiprocessorCount);
+
+  const rowBytes = rows * 4;
+  const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + semaphores * 4);
+  const lseLog2 = workspace.ptr;
+  const dpsum = lseLog2 + BigInt(rowBytes);
+  const dqAccum = dpsum + BigInt(rowBytes);
+  const dqSemaphore = deterministic ? dqAccum + BigInt(rows * headDim * 4) : 0n;
+
+  const params = packBwdParams({
+    tmQ: tensorMap(ctx, t.q, 64),
+    tmK: tensorMap(ctx, t.k, kernel.blockN),
+    tmV: tensorMap(ctx, t.v, kernel.blockN),
+    tmDout: tensorMap(ctx, t.dout, 64),
+    tmDk: tensorMap(ctx, t.dk, 64),
+    tmDv: tensorMap(ctx, t.dv, 64),
+    lseLog2,
+    dpsum,
+    dqAccum,
+    dqSemaphore,
+    seqlenQ,
+    seqlenK,
+    headsQ,
+    groupSize: headsQ / headsKv,
+    windowLeft: opts.windowLeft,
+    windowRight: opts.windowRight,
+    scaleLog2: opts.softmaxScale * Math.LOG2E,
+    softmaxScale: opts.softmaxScale,
+    numMBlocks,
+    numNBlocks,
+    rotate: rotated,
+  });
+  const grid: [number, number, number] = [numNBlocks, headsKv, batch];
+  const rowsPerBlock = 8;  // one warp per row, 256 threads
+  const pairs = (batch * seqlenQ * headsQ * headDim) / 2;
+  const prepareArgs: KernelArg[] = [
+    { kind: 'ptr', value: t.out.devicePointer },
+    stridesArg(t.out.strides[0], t.out.strides[1], t.out.strides[2]),
+    { kind: 'ptr', value: t.dout.devicePointer },
+    stridesArg(t.dout.strides[0], t.dout.strides[1], t.dout.strides[2]),
+    { kind: 'ptr', value: t.lse.devicePointer },
+    stridesArg(t.lse.strides[0], t.lse.strides[2], t.lse.strides[1]),
+    { kind: 'ptr', value: lseLog2 },
+    { kind: 'ptr', value: dpsum },
+    { kind: 'ptr', value: dqAccum },
+    { kind: 'ptr', value: dqSemaphore },
+    { kind: 'i32', value: semaphores },
+    { kind: 'i32', value: headsQ },
+    { kind: 'i32', value: seqlenQ },
+    { kind: 'i32', value: padded },
+    { kind: 'i32', value: rows },
+  ];
+  const convertArgs: KernelArg[] = [
+    { kind: 'ptr', value: dqAccum },
+    { kind: 'ptr', value: t.dq.devicePointer },
+    { kind: 'f32', value: opts.softmaxScale },
+    { kind: 'i32', value: headsQ },
+    { kind: 'i32', value: seqlenQ },
+    { kind: 'i32', value: padded },
+    { kind: 'i64', value: BigInt(pairs) },
+  ];
+  return {
+    grid,
+    blockN: kernel.blockN,
+    rotated,
+    dispose: () => workspace.free(),
+    launch(stream?: Stream) {
+      kernel.prepare.launch({ grid: [Math.ceil(rows / rowsPerBlock), 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);
+      kernel.main.launch(
+        { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
+        [{ kind: 'bytes', value: params, align: BWD_PARAMS_ALIGN }],
+      );
+      const blocks = Math.min(Math.ceil(pairs / 256), 8 * ctx.multiprocessorCount);
+      kernel.convertDq.launch({ grid: [Math.max(1, blocks), 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+    },
+  };
+}
+
+/** The cuda backend's `backward`: host tensors round-trip through the device, device tensors stay there. */
+export function cudaBackward(q: Tensor, k: Tensor, v: Tensor, grads: BackwardInputs, shape: ProblemShape, opts: ResolvedOptions): BackwardResult {
+  const onHost = shape.location === 'cpu';
+  const device = onHost ? 0 : shape.device;
+  const ctx = CudaContext.get(device);
+  const uploaded: Tensor[] = [];
+  const toDevice = (t: Tensor) => {
+    if (!onHost) return t;
+    const d = t.cuda(device);
+    uploaded.push(d);
+    return d;
+  };
+  try {
+    const inputs = { q: toDevice(q), k: toDevice(k), v: toDevice(v), out: toDevice(grads.out), dout: toDevice(grads.dout), lse: toDevice(grads.lse) };
+    if (!onHost) for (const [name, t] of Object.entries(inputs)) checkResidence(ctx, name, t);
+    const outputs = {
+      dq: Tensor.empty(q.shape, shape.dtype, 'cuda', device),
+      dk: Tensor.empty(k.shape, shape.dtype, 'cuda', device),
+      dv: Tensor.empty(v.shape, shape.dtype, 'cuda', device),
+    };
+    const all = Object.values(outputs);
+    try {
+      // All-ones bytes are NaN in every float format: a gradient the kernels fail to write cannot pass for a result.
+      for (const t of all) ctx.memset8(t.devicePointer, 0xff, t.numel * bytesPerElement(t.dtype));
+      const plan = planBackward(ctx, { ...inputs, ...outputs }, shape, opts, grads.deterministic ?? false);
+      try {
+        plan.launch();
+        ctx.synchronize();
+      } finally {
+        plan.dispose();
+      }
+    } catch (e) {
+      for (const t of all) t.dispose();
+      throw e;
+    }
+    if (!onHost) return outputs;
+    try {
+      return { dq: outputs.dq.cpu(), dk: outputs.dk.cpu(), dv: outputs.dv.cpu() };
+    } finally {
+      for (const t of all) t.dispose();
+    }
+  } finally {
+    for (const t of uploaded) t.dispose();
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The CUDA backward against the float64 CPU backward, on fresh random inputs (the forward's out
+ * and lse from the GPU feed both), with the CPU backward at the same precision (P and dS rounded
+ * before their GEMMs, gradients rounded to the dtype) as the yardstick: each GPU gradient's error
+ * must be within 2x of the emulation's. The backend poisons the gradients with NaN before the
+ * launch, and NaN never passes. Skips (with the reason) without a GPU.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { getBackend } from '../../src/backend.js';
+import { cpuProblemOf } from '../../src/cpu/backend.js';
+import { attentionBackwardCpu, type CpuGradients } from '../../src/cpu/backward.js';
+import type { DType } from '../../src/dtype.js';
+import { attention, attentionBackward, Tensor } from '../../src/index.js';
+import { roundTo } from '../../src/numerics/convert.js';
+import { resolveOptions, type AttentionOptions } from '../../src/options.js';
+import { validateAttentionInputs } from '../../src/problem.js';
+
+const cuda = getBackend('cuda');
+const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
+const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
+
+interface Case {
+  b: number;
+  sq: number;
+  sk: number;
+  hq: number;
+  hkv: number;
+  d: number;
+  dtype: 'bfloat16' | 'float16';
+  options: AttentionOptions;
+}
+
+const CASES: Case[] = [
+  { b: 1, sq: 1, sk: 200, hq: 1, hkv: 1, d: 64, dtype: 'bfloat16', options: {} },
+  { b: 2, sq: 17, sk: 17, hq: 4, hkv: 4, d: 128, dtype: 'bfloat16', options: { causal: true } },
+  { b: 3, sq: 128, sk: 128, hq: 8, hkv: 2, d: 64, dtype: 'float16', options: {} },
+  { b: 1, sq: 1000, sk: 1000, hq: 2, hkv: 1, d: 128, dtype: 'bfloat16', options: { causal: true } },
+  { b: 1, sq: 300, sk: 1000, hq: 2, hkv: 2, d: 256, dtype: 'float16', options: { causal: true } },
+  { b: 2, sq: 400, sk: 150, hq: 2, hkv: 1, d: 64, dtype: 'float16', options: { causal: true } },
+  { b: 1, sq: 200, sk: 333, hq: 3, hkv: 1, d: 256, dtype: 'bfloat16', options: {} },
+  { b: 1, sq: 257, sk: 300, hq: 8, hkv: 1, d: 64, dtype: 'bfloat16', options: {} },
+  { b: 1, sq: 200, sk: 500, hq: 2, hkv: 1, d: 128, dtype: 'float16', options: { softmaxScale: 0.3 } },
+  { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, dtype: 'bfloat16', options: { windowSize: [100, 37] } },
+];
+
+function label(c: Case): string {
+  return `${c.dtype} b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${JSON.stringify(c.options)}`;
+}
+
+interface Inputs {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  dout: Tensor;
+  out: Tensor;
+  lse: Tensor;
+}
+
+function makeInputs(c: Case, seed: number): Inputs {
+  const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: c.dtype, seed });
+  const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed + 1 });
+  const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed + 2 });
+  const dout = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: c.dtype, seed: seed + 3 });
+  const { out, lse } = attention(q, k, v, { ...c.options, backend: 'cuda' });
+  return { q, k, v, dout, out, lse };
+}
+
+function cpuGradients(x: Inputs, c: Case, dtype: DType): CpuGradients {
+  const shape = validateAttentionInputs(x.q, x.k, x.v);
+  const problem = cpuProblemOf(x.q, x.k, x.v, shape, resolveOptions(c.options, c.d));
+  const g = attentionBackwardCpu(
+    problem,
+    { dout: x.dout.toFloat64Array(), out: x.out.toFloat64Array(), lse: x.lse.toFloat64Array() },
+    { dtype },
+  );
+  if (dtype === 'float64') return g;
+  const round = (a: Float64Array) => a.map((e) => roundTo(e, dtype));
+  return { dq: round(g.dq), dk: round(g.dk), dv: round(g.dv) };
+}
+
+/** ‖a − b‖ / ‖b‖, Infinity on any non-finite value of a. */
+function gradError(a: Float64Array, b: Float64Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i])) return Infinity;
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+function bytesOf(t: Tensor): Buffer {
+  const host = t.cpu();
+  const raw = host.raw;
+  const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  return Buffer.from(bytes);
+}
+
+describe('CUDA backward vs float64 CPU backward', { skip }, () => {
+  let seed = Date.now() % 100_000;
+  for (const c of CASES) {
+    it(label(c), (t) => {
+      const x = makeInputs(c, (seed += 4));
+      const gpu = attentionBackward(x.dout, x.q, x.k, x.v, x.out, x.lse, { ...c.options, backend: 'cuda' });
+      const ref = cpuGradients(x, c, 'float64');
+      const emu = cpuGradients(x, c, c.dtype);
+      const lines: string[] = [];
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        const gpuErr = gradError(gpu[key].toFloat64Array(), ref[key]);
+        const emuErr = gradError(emu[key], ref[key]);
+        lines.push(`${key} ${gpuErr.toExponential(2)} (emulation ${emuErr.toExponential(2)})`);
+        assert.ok(gpuErr <= 2 * emuErr + 1e-6, `${key} error ${gpuErr.toExponential(2)} > 2 x emulation ${emuErr.toExponential(2)}`);
+      }
+      t.diagnostic(`rel err ${lines.join(', ')}`);
+      for (const g of Object.values(gpu)) g.dispose();
+      for (const v of Object.values(x)) v.dispose();
+    });
+  }
+
+  // Unmasked (rotated visiting order), causal (key-block order) and a window, one per head dim,
+  // each with several key blocks adding into every query block's dQ.
+  const deterministicCases: Case[] = [
+    { b: 2, sq: 700, sk: 1500, hq: 4, hkv: 2, d: 64, dtype: 'bfloat16', options: {} },
+    { b: 1, sq: 1100, sk: 1100, hq: 4, hkv: 1, d: 128, dtype: 'float16', options: { causal: true } },
+    { b: 1, sq: 600, sk: 900, hq: 2, hkv: 2, d: 256, dtype: 'bfloat16', options: { windowSize: [300, 50] } },
+    { b: 1, sq: 333, sk: 1200, hq: 2, hkv: 1, d: 256, dtype: 'float16', options: {} },
+  ];
+  for (const c of deterministicCases) {
+    it(`deterministic: bitwise-identical over 3 runs and accurate, ${label(c)}`, () => {
+      const x = makeInputs(c, (seed += 4));
+      const runs = [0, 1, 2].map(() => {
+        const g = attentionBackward(x.dout, x.q, x.k, x.v, x.out, x.lse, { ...c.options, backend: 'cuda', deterministic: true });
+        const bytes = { dq: bytesOf(g.dq), dk: bytesOf(g.dk), dv: bytesOf(g.dv) };
+        const values = { dq: g.dq.toFloat64Array(), dk: g.dk.toFloat64Array(), dv: g.dv.toFloat64Array() };
+        for (const t of Object.values(g)) t.dispose();
+        return { bytes, values };
+      });
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        assert.ok(runs[1].bytes[key].equals(runs[0].bytes[key]) && runs[2].bytes[key].equals(runs[0].bytes[key]), `${key} differs between runs`);
+      }
+      const ref = cpuGradients(x, c, 'float64');
+      const emu = cpuGradients(x, c, c.dtype);
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        const gpuErr = gradError(runs[0].values[key], ref[key]);
+        const emuErr = gradError(emu[key], ref[key]);
+        assert.ok(gpuErr <= 2 * emuErr + 1e-6, `${key} error ${gpuErr.toExponential(2)} > 2 x emulation ${emuErr.toExponential(2)}`);
+      }
+      for (const v of Object.values(x)) v.dispose();
+    });
+  }
+
+  it('keeps device tensors on the device, reads strided q/k/v, and auto picks CUDA', () => {
+    const [b, s, h, d] = [2, 333, 4, 128];
+    const qkv = Tensor.randn([b, s, 3, h, d], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
+    const view = (i: number) => qkv.view([b, s, h, d], [s * 3 * h * d, 3 * h * d, d, 1], i * h * d);
+    const [q, k, v] = [view(0), view(1), view(2)];
+    const dout = Tensor.randn([b, s, h, d], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
+    const { out, lse } = attention(q, k, v, { causal: true });
+    const g = attentionBackward(dout, q, k, v, out, lse, { causal: true });
+    for (const t of Object.values(g)) assert.equal(t.location, 'cuda');
+    const host = { q: q.cpu(), k: k.cpu(), v: v.cpu(), dout: dout.cpu(), out: out.cpu(), lse: lse.cpu() };
+    const c: Case = { b, sq: s, sk: s, hq: h, hkv: h, d, dtype: 'bfloat16', options: { causal: true } };
+    const ref = cpuGradients(host, c, 'float64');
+    for (const key of ['dq', 'dk', 'dv'] as const) {
+      const err = gradError(g[key].toFloat64Array(), ref[key]);
+      assert.ok(err < 2e-2, `${key} rel err ${err}`);
+    }
+    for (const t of [qkv, q, k, v, dout, out, lse, ...Object.values(g), ...Object.values(host)]) t.dispose();
+  });
+});
