@@ -34,9 +34,13 @@ struct BwdKernel {
   static constexpr int kPanels = HeadDim / 64;
   static constexpr int kThreads = 128 * (ConsumerWGs + 1);
   static constexpr int kConsumerThreads = 128 * ConsumerWGs;
-  // The producer's loop keeps more state than the forward's and spills at 24 registers.
-  static constexpr int kProducerRegs = ConsumerWGs == 1 ? 40 : 32;
+  // setmaxnreg only moves registers within what the CTA got at launch (kThreads x the kernel's
+  // count, which launch bounds cap at 168 for 384 threads); asking for more stalls the consumers'
+  // setmaxnreg.inc forever. With one consumer warpgroup there is room to spare.
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8 < 248 ? (65536 / kThreads) / 8 * 8 : 248;
+  static constexpr int kProducerRegs = ConsumerWGs == 1 ? 40 : 24;
   static constexpr int kConsumerRegs = ConsumerWGs == 1 ? 248 : 240;
+  static_assert(kProducerRegs + ConsumerWGs * kConsumerRegs <= (ConsumerWGs + 1) * kLaunchRegs, "register split");
 
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;
   static constexpr int kQBytes = kBlockM * HeadDim * 2;
