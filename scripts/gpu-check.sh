@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's whole check in one call: build the kernels, run the GPU tests, run
 # compute-sanitizer (memcheck, racecheck, synccheck) on small problems, check the SASS for
-# HGMMA/UTMALDG and against local memory, then the benchmark grid with its peers.
+# HGMMA/UTMALDG and against local memory, then the benchmark grid with its peers (BENCH_BACKWARD=1:
+# the backward's grid too).
 # Usage (device run, after ../shared/device/stage): source .device/env.sh && bash scripts/gpu-check.sh [bench args]
 set -uo pipefail
 out=${OUT:-/tmp/flash3-out}
@@ -19,14 +20,16 @@ step "GPU tests"
 node --test dist/test/gpu/ 2>&1 | tee "$out/gpu-tests.log" | grep -E "^# (tests|pass|fail|skipped)|not ok|ok [0-9]+ - " || true
 grep -q "^# fail 0" "$out/gpu-tests.log" || status=1
 
-for tool in memcheck racecheck synccheck; do
-  step "compute-sanitizer --tool $tool"
-  compute-sanitizer --tool "$tool" --error-exitcode 3 node scripts/gpu-smoke.mjs > /tmp/sanitize.log 2>&1
-  rc=$?
-  cat /tmp/sanitize.log >> "$out/sanitizers.log"
-  head -n 40 /tmp/sanitize.log | grep -E "Race|hazard|access|Error|====" | head -n 12
-  tail -n 4 /tmp/sanitize.log
-  [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
+for smoke in scripts/gpu-smoke.mjs scripts/gpu-smoke-backward.mjs; do
+  for tool in memcheck racecheck synccheck; do
+    step "compute-sanitizer --tool $tool ($smoke)"
+    compute-sanitizer --tool "$tool" --error-exitcode 3 node "$smoke" > /tmp/sanitize.log 2>&1
+    rc=$?
+    cat /tmp/sanitize.log >> "$out/sanitizers.log"
+    head -n 40 /tmp/sanitize.log | grep -E "Race|hazard|access|Error|====" | head -n 12
+    tail -n 4 /tmp/sanitize.log
+    [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
+  done
 done
 
 step "flash3 check / run on CUDA"
@@ -49,6 +52,10 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   node scripts/tune.mjs 2>&1 | tee "$out/ablation.log"
   step "bench"
   node dist/src/cli/main.js bench --backend cuda --peers --json "$out/bench.json" --svg "$out/bench.svg" "$@" 2>&1 | tee "$out/bench.log"
+  if [ "${BENCH_BACKWARD:-0}" = 1 ]; then
+    step "bench --backward"
+    node dist/src/cli/main.js bench --backward --backend cuda --peers --json "$out/bench-backward.json" "$@" 2>&1 | tee "$out/bench-backward.log"
+  fi
   if [ "${BENCH_FP16:-1}" = 1 ]; then
     node dist/src/cli/main.js bench --backend cuda --dtype fp16 --peers --json "$out/bench-fp16.json" "$@" 2>&1 | tee -a "$out/bench.log"
   fi
