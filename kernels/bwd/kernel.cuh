@@ -36,6 +36,11 @@ struct BwdKernel {
   // The producer's loop keeps more state than the forward's and spills at 24 registers.
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = ConsumerWGs == 1 ? 240 : 232;
+  // setmaxnreg only moves registers within what the CTA got at launch (kThreads x the kernel's
+  // count, which launch bounds cap at 168 for 384 threads); asking for more stalls the consumers'
+  // setmaxnreg.inc forever (a GPU run hung on 32 + 2 x 240).
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8 < 248 ? (65536 / kThreads) / 8 * 8 : 248;
+  static_assert(kProducerRegs + ConsumerWGs * kConsumerRegs <= (ConsumerWGs + 1) * kLaunchRegs, "register split");
 
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;
   static constexpr int kQBytes = kBlockM * HeadDim * 2;
