@@ -11,7 +11,7 @@ import { getBackend } from '../../src/backend.js';
 import { cpuProblemOf } from '../../src/cpu/backend.js';
 import { attentionBackwardCpu, type CpuGradients } from '../../src/cpu/backward.js';
 import type { DType } from '../../src/dtype.js';
-import { attention, attentionBackward, Tensor } from '../../src/index.js';
+import { attention, attentionBackward, StrideError, Tensor, UnsupportedError } from '../../src/index.js';
 import { roundTo } from '../../src/numerics/convert.js';
 import { resolveOptions, type AttentionOptions } from '../../src/options.js';
 import { validateAttentionInputs } from '../../src/problem.js';
@@ -150,6 +150,21 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
       for (const v of Object.values(x)) v.dispose();
     });
   }
+
+  it('rejects what the kernels cannot read, before launching', () => {
+    const c: Case = { b: 1, sq: 64, sk: 64, hq: 2, hkv: 2, d: 64, dtype: 'bfloat16', options: {} };
+    const host = makeInputs(c, (seed += 4));
+    const x = { q: host.q.cuda(), k: host.k.cuda(), v: host.v.cuda(), out: host.out.cuda(), lse: host.lse.cuda() };
+    // A device dO whose head dim is strided (every other element of a wider buffer); host
+    // tensors would be packed by the upload.
+    const wide = Tensor.randn([1, 64, 2, 128], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
+    const strided = wide.view([1, 64, 2, 64], [64 * 2 * 128, 2 * 128, 128, 2], 0);
+    assert.throws(() => attentionBackward(strided, x.q, x.k, x.v, x.out, x.lse, { backend: 'cuda' }), StrideError);
+    const q96 = Tensor.randn([1, 8, 2, 96], { dtype: 'bfloat16', seed: (seed += 4) });
+    const { out, lse } = attention(q96, q96, q96, { backend: 'cpu' });
+    assert.throws(() => attentionBackward(out, q96, q96, q96, out, lse, { backend: 'cuda' }), UnsupportedError);
+    for (const t of [...Object.values(host), ...Object.values(x), wide, strided, q96, out, lse]) t.dispose();
+  });
 
   it('keeps device tensors on the device, reads strided q/k/v, and auto picks CUDA', () => {
     const [b, s, h, d] = [2, 333, 4, 128];
