@@ -1,4 +1,4 @@
-// Builds every forward kernel variant into dist/kernels/*.cubin with nvcc for sm_90a, and fails
+// Builds every kernel (forward variants, FP8 quantization) into dist/kernels/*.cubin with nvcc for sm_90a, and fails
 // when ptxas reports register spills or a stack frame (local memory in the hot loop). Without
 // nvcc it says so and exits 0: the CPU backend needs no kernels.
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,6 +12,12 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
+// FP8 forward: e4m3 inputs, one build per output type (flash_fwd_e4m3_<out>_hd<d>).
+for (const out of ['bf16', 'fp16']) {
+  for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
+}
+// Kernels other than the forward, one cubin per source file.
+const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 // Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)
 // adds flash_fwd_<element>_hd<d>_<NAME>.cubin with FLASH3_<MACRO> overrides, for `flash3 bench --variant`.
 for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('--extra', i + 1)) {
@@ -36,12 +42,20 @@ function findNvcc() {
   return null;
 }
 
-function compile(nvcc, { element, headDim, schedule, defines = [] }) {
-  const name = `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`;
+// Forward variants: `element` is bf16, fp16 or e4m3_<out type>.
+function forwardJob({ element, headDim, schedule, defines = [] }) {
+  const [input, out] = element.split('_');
+  return {
+    name: `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`,
+    file: 'flash_fwd.cu',
+    defines: [`-DFLASH3_ELEMENT=${input}`, ...(out ? [`-DFLASH3_OUT=${out}`] : []), `-DFLASH3_HEADDIM=${headDim}`, ...defines],
+  };
+}
+
+function compile(nvcc, { name, file, defines = [] }) {
   const args = [
     '-cubin', '-gencode=arch=compute_90a,code=sm_90a', '-O3', '-std=c++17', '-Xptxas', '-v',
-    `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines,
-    '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', 'flash_fwd.cu'),
+    ...defines, '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', file),
   ];
   return new Promise((resolve) => {
     const child = spawn(nvcc, args, { cwd: join(root, 'kernels') });
@@ -72,7 +86,7 @@ async function main() {
   }
   mkdirSync(outDir, { recursive: true });
   const started = Date.now();
-  const queue = [...VARIANTS];
+  const queue = [...VARIANTS.map(forwardJob), ...SOURCES];
   const results = [];
   const jobs = Math.max(1, Math.min(cpus().length, 4));
   await Promise.all(

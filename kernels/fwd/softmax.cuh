@@ -32,15 +32,16 @@ struct OnlineSoftmax {
   }
 
   // Turns raw scores into P = exp2(s * scale_log2 - max) and returns, per row, the factor by
-  // which the output accumulated so far must be rescaled.
+  // which the output accumulated so far must be rescaled. The scale is per row (FP8 folds each
+  // row's Q descale into it).
   template <int NAcc>
-  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float (&rescale)[2]) {
+  __device__ __forceinline__ void step(float (&s)[NAcc], const float (&scale_log2)[2], float (&rescale)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float m = -INFINITY;
 #pragma unroll
       for (int i = 0; i < NAcc / 4; ++i) m = fmaxf(m, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
-      const float m_new = fmaxf(row_max[r], quad_max(m) * scale_log2);
+      const float m_new = fmaxf(row_max[r], quad_max(m) * scale_log2[r]);
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
       const float base = m_new == -INFINITY ? 0.f : m_new;
       rescale[r] = ex2(row_max[r] - base);
@@ -51,7 +52,7 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
-          x = ex2(fmaf(x, scale_log2, -base));
+          x = ex2(fmaf(x, scale_log2[r], -base));
           sum += x;
         }
       }

@@ -41,4 +41,14 @@ struct TileConfig<256> {
   static constexpr bool kPingpong = true;
 };
 
+// FP8 (e4m3 inputs, 16-bit output). Block N is one swizzle row of V^T: 128 keys, or 64 at head
+// dim 256, where 128 with overlap spills 164 B at 240 registers (without overlap it fits).
+template <int HeadDim>
+struct TileConfigFp8 {
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kBlockN = HeadDim == 256 ? 64 : 128;
+  static constexpr int kStages = 2;
+  static constexpr bool kPingpong = HeadDim == 256;
+};
+
 }  // namespace flash3

@@ -46,15 +46,17 @@ function progress(points: BenchPoint[], label: string): { bar: ProgressBar; tick
 }
 
 /** timePeers, with a malformed reply from the script turned into a reason like any other failure. */
-function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions): PeersResult {
+function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, scaledMm = false): PeersResult {
   try {
-    return timePeers(points, dtype, timing);
+    return timePeers(points, dtype, timing, scaledMm);
   } catch (e) {
     return { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
   }
 }
 
-function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report: BenchReport; notes: string[] } {
+type BenchDType = 'bfloat16' | 'float16' | 'float8_e4m3';
+
+function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport; notes: string[] } {
   const headDims = intListFlag(values, 'headdim', PAPER_HEAD_DIMS);
   const bad = headDims.find((d) => !(FORWARD_HEAD_DIMS as readonly number[]).includes(d));
   if (bad !== undefined) throw new UsageError(`--headdim ${bad} has no CUDA kernel; use ${FORWARD_HEAD_DIMS.join(', ')}`);
@@ -82,8 +84,13 @@ function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report:
   let peers: PeersResult | null = null;
   if (boolFlag(values, 'peers')) {
     process.stderr.write('flash3 bench: timing PyTorch SDPA cuDNN and FA2 on the same points (bench/peers.py)...\n');
-    peers = peersOrReason(points, dtype, timing);
+    // torch's SDPA has no FP8 path: FP8 is compared with the 16-bit peers, and with torch's FP8 GEMM as the ceiling.
+    peers = peersOrReason(points, dtype === 'float8_e4m3' ? 'bfloat16' : dtype, timing, dtype === 'float8_e4m3');
     if (!peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
+    else if (dtype === 'float8_e4m3') {
+      notes.push('peers ran in bf16 (torch SDPA has no FP8 attention)');
+      if (peers.scaledMmTflops) notes.push(`torch._scaled_mm e4m3 8192³: ${peers.scaledMmTflops.toFixed(0)} TFLOPS (the FP8 ceiling)`);
+    }
   }
   const { rows, peerErrors } = buildRows(points, times, peers);
   const peersInfo = peers === null ? null : peers.ok ? { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false as const, reason: peers.reason };
@@ -165,7 +172,7 @@ export const benchCommand: Command = {
   ].join('\n'),
   flags: {
     backend: { type: 'string', value: 'NAME', description: 'auto, cuda or cpu (auto: cuda when usable, else cpu)', default: 'auto' },
-    dtype: { type: 'string', value: 'T', description: 'bf16 or fp16', default: 'bf16' },
+    dtype: { type: 'string', value: 'T', description: 'bf16, fp16 or fp8 (e4m3 kernel alone, bf16 out; peers in bf16)', default: 'bf16' },
     headdim: { type: 'string', value: 'LIST', description: 'head dims', default: '64,128,256 (cpu: 64)' },
     seqlen: { type: 'string', value: 'LIST', description: 'sequence lengths', default: '512,...,16384 (cpu: 128,256,512)' },
     causal: { type: 'string', value: 'WHICH', description: 'both, yes or no', default: 'both' },
@@ -178,11 +185,12 @@ export const benchCommand: Command = {
   },
   run(values) {
     const pick = pickBackend(choiceFlag(values, 'backend', ['auto', 'cuda', 'cpu'] as const, 'auto'));
-    const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16'] as const, 'bfloat16');
+    const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16', 'float8_e4m3'] as const, 'bfloat16');
+    if (dtype === 'float8_e4m3' && pick.name !== 'cuda') throw new UsageError('--dtype fp8 benchmarks the CUDA FP8 kernel; no usable GPU here');
     const jsonPath = stringFlag(values, 'json');
     const svgPath = stringFlag(values, 'svg');
     if (pick.name === 'cpu') process.stderr.write(`flash3 bench: CPU reference backend (${pick.why})\n`);
-    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype);
+    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype as 'bfloat16' | 'float16');
 
     if (jsonPath) write('--json', jsonPath, reportJson(report));
     if (svgPath) write('--svg', svgPath, reportSvg(report));
