@@ -1,8 +1,8 @@
 // One cubin per (input type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16|e4m3 and
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type. FLASH3_PINGPONG and FLASH3_INTRA_OVERLAP (default: the
-// tile table's choice, and on) override the schedule for the ablation; FLASH3_BLOCK_N,
-// FLASH3_STAGES and FLASH3_CONSUMER_WGS override the tile table for tuning builds.
+// tile table's choice) override the schedule for the ablation; FLASH3_BLOCK_N,
+// FLASH3_STAGES, FLASH3_CONSUMER_WGS and FLASH3_MAX_SLACK override the tile table for tuning builds.
 // The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/element.cuh"
 #include "fwd/kernel.cuh"
@@ -31,7 +31,7 @@ using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #endif
 
 #ifndef FLASH3_INTRA_OVERLAP
-#define FLASH3_INTRA_OVERLAP 1
+#define FLASH3_INTRA_OVERLAP Config::kIntraOverlap
 #endif
 #ifndef FLASH3_PINGPONG
 #define FLASH3_PINGPONG Config::kPingpong
@@ -45,8 +45,11 @@ using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_CONSUMER_WGS
 #define FLASH3_CONSUMER_WGS Config::kConsumerWarpgroups
 #endif
+#ifndef FLASH3_MAX_SLACK
+#define FLASH3_MAX_SLACK Config::kMaxSlack
+#endif
 using Kernel = flash3::FwdKernel<Inputs, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
-                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0>;
+                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0, FLASH3_MAX_SLACK>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;

@@ -43,7 +43,9 @@ __device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
 }
 
 // `Inputs`: HalfInputs<T> or Fp8Inputs<Out> (element.cuh).
-template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap>
+// `MaxSlack`: see OnlineSoftmax (softmax.cuh).
+template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap,
+          int MaxSlack>
 struct FwdKernel {
   using In = typename Inputs::In;
   using Out = typename Inputs::Out;
@@ -267,6 +269,12 @@ struct FwdKernel {
     ptx::wgmma_commit();
   }
 
+  // Most blocks leave every row's factor at exactly 1 (MaxSlack, FP8 block descales aside): the
+  // warp then skips the multiply, which at head dim 256 costs four times the softmax's exponentials.
+  __device__ static void rescale_output(float (&o)[HeadDim / 2], const float (&rescale)[2]) {
+    if (__any_sync(0xffffffff, rescale[0] != 1.f || rescale[1] != 1.f)) scale_rows(o, rescale);
+  }
+
   // Hands a K or V stage back to the producer once every warp of this warpgroup is done with it.
   __device__ static void release(uint32_t empty_barrier, int lane) {
     __syncwarp();
@@ -295,7 +303,7 @@ struct FwdKernel {
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
       Descales descales(p, tile, row0);
-      OnlineSoftmax softmax;
+      OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
@@ -354,7 +362,7 @@ struct FwdKernel {
             ptx::wgmma_wait<0>();
             pv_done();
             // O holds P_prev V at the old row max; bring it to the new one before adding more.
-            scale_rows(o, rescale);
+            rescale_output(o, rescale);
             pack_p<Inputs>(s, p_frag);
           }
           issue(false, true);
@@ -367,7 +375,7 @@ struct FwdKernel {
           ptx::wgmma_wait<0>();
           qk_done(n);
           softmax_block(s, n, rescale);
-          scale_rows(o, rescale);
+          rescale_output(o, rescale);
           pack_p<Inputs>(s, p_frag);
           issue(false, true);
           ptx::wgmma_wait<0>();
@@ -389,7 +397,7 @@ struct FwdKernel {
       ptx::fence_async_shared();
       ptx::named_barrier_sync(kBarEpilogue + wg, 128);
       if (tid == 0) {
-        for (int panel = 0; panel < kPanels; ++panel)
+        for (int panel = 0; panel < HeadDim / 64; ++panel)  // O is 16-bit: 64-column panels
           ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), panel * 64, tile.m_block * kBlockM + wg * 64, tile.head,
                             tile.batch);
         ptx::tma_store_commit();

@@ -22,6 +22,10 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
+// MaxSlack (log2 units, 0 = exact): the running max only moves when a block's max exceeds it by
+// more than this, so P may reach 2^MaxSlack (harmless in fp32 and in P's 16-bit format) while
+// most blocks leave the rescale factor at exactly 1 and the output is not rescaled at all.
+template <int MaxSlack>
 struct OnlineSoftmax {
   float row_max[2];  // running max of scores * scale * log2(e)
   float row_sum[2];  // this thread's share of the running sum
@@ -41,10 +45,12 @@ struct OnlineSoftmax {
       float m = -INFINITY;
 #pragma unroll
       for (int i = 0; i < NAcc / 4; ++i) m = fmaxf(m, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
-      const float m_new = fmaxf(row_max[r], quad_max(m) * scale_log2[r]);
+      const float m_block = quad_max(m) * scale_log2[r];
+      const bool grows = m_block > row_max[r] + float(MaxSlack);
+      const float m_new = grows ? m_block : row_max[r];
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
       const float base = m_new == -INFINITY ? 0.f : m_new;
-      rescale[r] = ex2(row_max[r] - base);
+      rescale[r] = grows ? ex2(row_max[r] - base) : 1.f;
       row_max[r] = m_new;
       float sum = 0.f;
 #pragma unroll

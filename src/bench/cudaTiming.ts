@@ -54,7 +54,7 @@ export class BenchBuffers {
 
 /**
  * FP8 buffers (float8_e4m3) time the FP8 kernel alone, as FA3's FP8 numbers are: the third buffer
- * is read as V^T already in the kernel's layout, descales are 1, and the output is bf16. The V^T
+ * is read as V^T already in the kernel's layout, and the output is bf16. The V^T
  * re-layout (one pass over V, src/cuda/quantize.ts) is not part of the time.
  */
 export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions = DEFAULT_TIMING, variant: Variant = 'default'): number {
@@ -68,13 +68,16 @@ export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: Ti
   const start = new Event(ctx);
   const end = new Event(ctx);
   const blockRows = 128;
-  const ones = fp8 ? Tensor.fromArray(new Float64Array(p.batch * p.heads * Math.ceil(p.seqlen / blockRows)).fill(1), [p.batch * p.heads * Math.ceil(p.seqlen / blockRows)], 'float32').cuda() : null;
+  // Block descales that differ from block to block, as real block-quantized inputs have: with
+  // equal ones the kernel would skip rescaling O between key blocks, which it cannot do in use.
+  const blocks = p.batch * p.heads * Math.ceil(p.seqlen / blockRows);
+  const descales = fp8 ? Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => 1 + (i % 7) / 64), [blocks], 'float32').cuda() : null;
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
-    const vInput = ones
+    const vInput = descales
       ? {
           vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },
-          descale: { q: ones.devicePointer, k: ones.devicePointer, v: ones.devicePointer, qRows: blockRows, kRows: blockRows },
+          descale: { q: descales.devicePointer, k: descales.devicePointer, v: descales.devicePointer, qRows: blockRows, kRows: blockRows },
         }
       : v;
     const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q, k, v), opts, variant);
@@ -96,6 +99,6 @@ export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: Ti
     start.destroy();
     end.destroy();
     for (const t of [q, k, v, out, lse]) t.dispose();
-    ones?.dispose();
+    descales?.dispose();
   }
 }

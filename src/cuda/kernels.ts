@@ -30,7 +30,7 @@ export const FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blockM:
 export const FP8_FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blockM: number; blockN: number }> = {
   64: { blockM: 128, blockN: 128 },
   128: { blockM: 128, blockN: 128 },
-  256: { blockM: 128, blockN: 64 },
+  256: { blockM: 128, blockN: 128 },
 };
 
 /**

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { getBackend } from '../../src/backend.js';
+import { CudaContext } from '../../src/cuda/context.js';
+import { FORWARD_HEAD_DIMS, FP8_FORWARD_TILES, forwardKernel } from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { attention, quantizeFp8, QuantizedTensor, Tensor } from '../../src/index.js';
 import { resolveOptions } from '../../src/options.js';
@@ -86,6 +88,15 @@ describe('CUDA FP8 forward', { skip }, () => {
       for (const x of [q, k, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse]) x.dispose();
     });
   }
+
+  it("the host's FP8 tile table (used by the CPU emulation) matches the cubins", () => {
+    for (const out of ['bfloat16', 'float16'] as const) {
+      for (const d of FORWARD_HEAD_DIMS) {
+        const kernel = forwardKernel(CudaContext.get(0), { fp8: true, out }, d);
+        assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FP8_FORWARD_TILES[d], `${out} d=${d}`);
+      }
+    }
+  });
 
   it('quantizes on the fly with the fp8 option, output in the inputs dtype', () => {
     const [b, s, h, d] = [1, 256, 2, 128];
