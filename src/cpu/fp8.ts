@@ -184,9 +184,13 @@ function splitSlicer(spec: SliceSpec, opts: Fp8AttentionOptions): (b: number, h:
     if (hadamard) hadamardRows(slice, dim, randomSigns(dim, opts.seed));
     const hi = quantizeFp8(slice, seqlen, dim, scaling);
     const approx = (qz: Fp8Quantized, e: number) => qz.values[e] * qz.descale[Math.floor(Math.floor(e / dim) / blockRows)];
-    const residual = slice.map((value, e) => value - approx(hi, e));
-    const lo = quantizeFp8(residual, seqlen, dim, scaling);
-    return { values: slice.map((_, e) => approx(hi, e) + approx(lo, e)), rowDescale: new Float64Array(seqlen).fill(1) };
+    // The residual keeps the first term's scale (Q2 = e4m3((Q - Q1·d1) / d1)), so one descale
+    // covers both terms and the GPU accumulates Q1·Kᵀ and Q2·Kᵀ in one wgmma chain.
+    const lo = slice.map((value, e) => {
+      const d1 = hi.descale[Math.floor(Math.floor(e / dim) / blockRows)];
+      return roundTo((value - approx(hi, e)) / d1, 'float8_e4m3') * d1;
+    });
+    return { values: slice.map((_, e) => approx(hi, e) + lo[e]), rowDescale: new Float64Array(seqlen).fill(1) };
   };
 }
 
