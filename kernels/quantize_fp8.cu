@@ -31,10 +31,11 @@ struct QuantizeParams {
   int mode;        // QuantizeMode
   int transposed;  // write V^T (block_rows a multiple of 32, at most kMaxTransposeRows)
   int hadamard;
+  int terms;  // 2: rows hold [Q1 | Q2], Q2 = e4m3(x / scale - Q1), sharing the descale (accuracy mode)
   uint32_t signs[8];  // bit c set: column c is negated before the transform
 };
 
-static_assert(offsetof(QuantizeParams, signs) == 84 && sizeof(QuantizeParams) == 120, "host layout (src/cuda/quantize.ts)");
+static_assert(offsetof(QuantizeParams, signs) == 88 && sizeof(QuantizeParams) == 120, "host layout (src/cuda/quantize.ts)");
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
@@ -96,6 +97,13 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
   return m;
 }
 
+// Two e4m3 (low byte first) back to floats, exactly.
+__device__ __forceinline__ float2 e4m3x2_to_float2(uint16_t bits) {
+  uint32_t halves;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(halves) : "h"(bits));
+  return __half22float2(*reinterpret_cast<__half2*>(&halves));
+}
+
 // Slot of key k (0..31) within its chunk of V^T: the inverse of key_of_fp8_slot.
 __device__ __forceinline__ int fp8_slot_of_key(int k) {
   return 16 * (k >> 4) + 4 * ((k >> 1) & 3) + 2 * ((k >> 3) & 1) + (k & 1);
@@ -149,11 +157,15 @@ __device__ void quantize(const QuantizeParams& p, uint8_t* tile, float* scratch)
       for (int e = 0; e < E; ++e)
         tile[(lane * E + e) * p.block_rows + slot] = uint8_t(pack_e4m3x4(v[e], 0.f, 0.f, 0.f) & 0xff);
     } else {
-      uint8_t* dst = p.out + ((size_t(batch) * p.seqlen + row0 + r) * p.heads + head) * p.dim + lane * E;
+      uint8_t* dst = p.out + ((size_t(batch) * p.seqlen + row0 + r) * p.heads + head) * p.dim * p.terms + lane * E;
 #pragma unroll
       for (int e = 0; e < E; e += 2) {
-        const uint32_t packed = pack_e4m3x4(v[e], v[e + 1], 0.f, 0.f);
-        *reinterpret_cast<uint16_t*>(dst + e) = uint16_t(packed);
+        const uint16_t packed = uint16_t(pack_e4m3x4(v[e], v[e + 1], 0.f, 0.f));
+        *reinterpret_cast<uint16_t*>(dst + e) = packed;
+        if (p.terms == 2) {
+          const float2 first = e4m3x2_to_float2(packed);
+          *reinterpret_cast<uint16_t*>(dst + p.dim + e) = uint16_t(pack_e4m3x4(v[e] - first.x, v[e + 1] - first.y, 0.f, 0.f));
+        }
       }
     }
   }

@@ -12,9 +12,11 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
-// FP8 forward: e4m3 inputs, one build per output type (flash_fwd_e4m3_<out>_hd<d>).
+// FP8 forward: e4m3 inputs, one build per output type (flash_fwd_e4m3_<out>_hd<d>), and the
+// accuracy mode with a two-term Q (e4m3x2; at head dim 256 its doubled Q tile spills).
 for (const out of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
+  for (const headDim of [64, 128]) VARIANTS.push({ element: `e4m3x2_${out}`, headDim });
 }
 // Kernels other than the forward, one cubin per source file.
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
@@ -42,13 +44,14 @@ function findNvcc() {
   return null;
 }
 
-// Forward variants: `element` is bf16, fp16 or e4m3_<out type>.
+// Forward variants: `element` is bf16, fp16, e4m3_<out type> or e4m3x2_<out type> (two-term Q).
 function forwardJob({ element, headDim, schedule, defines = [] }) {
   const [input, out] = element.split('_');
+  const fp8 = input === 'e4m3x2' ? ['-DFLASH3_ELEMENT=e4m3', '-DFLASH3_Q_TERMS=2'] : [`-DFLASH3_ELEMENT=${input}`];
   return {
     name: `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`,
     file: 'flash_fwd.cu',
-    defines: [`-DFLASH3_ELEMENT=${input}`, ...(out ? [`-DFLASH3_OUT=${out}`] : []), `-DFLASH3_HEADDIM=${headDim}`, ...defines],
+    defines: [...fp8, ...(out ? [`-DFLASH3_OUT=${out}`] : []), `-DFLASH3_HEADDIM=${headDim}`, ...defines],
   };
 }
 

@@ -11,6 +11,7 @@ const cases = [
   { b: 1, sq: 200, sk: 333, hq: 4, hkv: 2, d: 64, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
   { b: 2, sq: 130, sk: 130, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'float16', fp8: { scaling: 'tensor' } },
   { b: 1, sq: 97, sk: 250, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
+  { b: 1, sq: 150, sk: 150, hq: 2, hkv: 1, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true, terms: 2 } },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {

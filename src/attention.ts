@@ -55,7 +55,11 @@ export function attention(
     const made: QuantizedTensor[] = [];
     try {
       validateAttentionInputs(q, k, v);
-      made.push(quantizeFp8(q as Tensor, qk), quantizeFp8(k as Tensor, qk), quantizeFp8(v as Tensor, { ...qk, hadamard: false }));
+      made.push(
+        quantizeFp8(q as Tensor, qk),
+        quantizeFp8(k as Tensor, { ...qk, terms: 1 }),
+        quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1 }),
+      );
       return attentionFp8(made[0], made[1], made[2], { ...options, fp8: false, outDtype: (q as Tensor).dtype as Fp8OutDType });
     } finally {
       for (const t of made) t.dispose();
@@ -72,8 +76,19 @@ function attentionFp8(q: unknown, k: unknown, v: unknown, options?: Fp8Attention
     }
   }
   const [q8, k8, v8] = [q, k, v] as QuantizedTensor[];
-  const opts = resolveOptions(options, q8.data.shape[3], FP8_OPTION_NAMES);
-  const shape = validateAttentionInputs(q8.data, k8.data, v8.data);
+  const opts = resolveOptions(options, q8.shape[3], FP8_OPTION_NAMES);
+  const views = [q8, k8, v8].map((t) => t.firstTerm());
+  let shape;
+  try {
+    shape = validateAttentionInputs(views[0], views[1], views[2]);
+  } finally {
+    for (const t of views) t.dispose();
+  }
+  for (const [name, t] of [['k', k8], ['v', v8]] as const) {
+    if (t.terms !== 1) {
+      throw new UnsupportedError(`${name} has two terms; the accuracy mode splits q alone`, { param: `${name}.terms`, value: t.terms, fix: `quantize ${name} with terms: 1` });
+    }
+  }
   if (q8.hadamardSeed !== k8.hadamardSeed) {
     throw new UnsupportedError('q and k are rotated differently, which changes q·kᵀ', {
       param: 'k.hadamardSeed',
@@ -95,6 +110,6 @@ function attentionFp8(q: unknown, k: unknown, v: unknown, options?: Fp8Attention
   if (outDtype !== 'bfloat16' && outDtype !== 'float16') {
     throw new OptionError("outDtype must be 'bfloat16' or 'float16'", { param: 'options.outDtype', value: outDtype });
   }
-  const backend = selectFp8Backend(opts.backend, shape, opts);
+  const backend = selectFp8Backend(opts.backend, shape, opts, q8.terms);
   return backend.forwardFp8!({ q: q8, k: k8, v: v8 }, shape, opts, outDtype);
 }

@@ -5,8 +5,8 @@
  * accepts them for q, k and v.
  */
 import { OptionError, ShapeError, UnsupportedError } from './errors.js';
-import { encode } from './numerics/convert.js';
-import { randomSigns } from './numerics/hadamard.js';
+import { encode, roundTo } from './numerics/convert.js';
+import { hadamardRows, randomSigns } from './numerics/hadamard.js';
 import { quantizeFp8 as quantizeRows } from './cpu/fp8.js';
 import { Tensor } from './tensor.js';
 
@@ -21,6 +21,12 @@ export interface QuantizeOptions {
   seed?: number;
   /** Sequence positions per descale (default 128); k and v need a multiple of the kernel's key block. */
   blockRows?: number;
+  /**
+   * 2: the accuracy mode's two-term e4m3 (x ≈ (x1 + x2) · descale, x2 quantizing x1's residual at
+   * the same scale), for q: S = q1·kᵀ + q2·kᵀ costs 1.5x FP8's GEMM work. With attention()'s fp8
+   * option it applies to q alone. Default 1.
+   */
+  terms?: 1 | 2;
 }
 
 export interface ResolvedQuantize {
@@ -28,9 +34,10 @@ export interface ResolvedQuantize {
   hadamard: boolean;
   seed: number;
   blockRows: number;
+  terms: 1 | 2;
 }
 
-const QUANTIZE_OPTIONS = ['scaling', 'hadamard', 'seed', 'blockRows'];
+const QUANTIZE_OPTIONS = ['scaling', 'hadamard', 'seed', 'blockRows', 'terms'];
 export const DEFAULT_BLOCK_ROWS = 128;
 const HADAMARD_DIMS = [64, 128, 256];
 
@@ -53,22 +60,28 @@ export function resolveQuantize(options: QuantizeOptions | undefined, param = 'o
   if (!Number.isSafeInteger(blockRows) || (blockRows as number) < 1) {
     throw new OptionError('blockRows must be a positive integer', { param: `${param}.blockRows`, value: blockRows, fix: `pass e.g. ${DEFAULT_BLOCK_ROWS}` });
   }
-  return { scaling, hadamard, seed: seed as number, blockRows: blockRows as number };
+  const terms = o.terms ?? 1;
+  if (terms !== 1 && terms !== 2) throw new OptionError('terms must be 1 or 2', { param: `${param}.terms`, value: terms, fix: 'pass 2 for the two-term accuracy mode, or omit it' });
+  return { scaling, hadamard, seed: seed as number, blockRows: blockRows as number, terms };
 }
 
-/** e4m3 values with their descales: x ≈ data · descale[batch, head, row / blockRows] (after the rotation, if any). */
+/**
+ * e4m3 values with their descales: x ≈ data · descale[batch, head, row / blockRows] (after the
+ * rotation, if any); with two terms, x ≈ (data[..., :dim] + data[..., dim:]) · descale.
+ */
 export class QuantizedTensor {
-  /** float8_e4m3, (batch, seqlen, heads, dim). */
+  /** float8_e4m3, (batch, seqlen, heads, terms · dim). */
   readonly data: Tensor;
   /** float32, (batch, heads, ceil(seqlen / blockRows)). */
   readonly descale: Tensor;
   readonly blockRows: number;
   /** The Hadamard signs' seed, or null when the rows are not rotated. */
   readonly hadamardSeed: number | null;
+  readonly terms: 1 | 2;
 
-  constructor(data: Tensor, descale: Tensor, blockRows: number, hadamardSeed: number | null = null) {
-    if (!(data instanceof Tensor) || data.dtype !== 'float8_e4m3' || data.shape.length !== 4) {
-      throw new ShapeError('data must be a float8_e4m3 Tensor (batch, seqlen, heads, dim)', { param: 'data', fix: 'create it with quantizeFp8(x)' });
+  constructor(data: Tensor, descale: Tensor, blockRows: number, hadamardSeed: number | null = null, terms: 1 | 2 = 1) {
+    if (!(data instanceof Tensor) || data.dtype !== 'float8_e4m3' || data.shape.length !== 4 || data.shape[3] % terms !== 0) {
+      throw new ShapeError(`data must be a float8_e4m3 Tensor (batch, seqlen, heads, ${terms === 2 ? '2 · dim' : 'dim'})`, { param: 'data', fix: 'create it with quantizeFp8(x)' });
     }
     const [b, s, h] = data.shape;
     const want = [b, h, Math.ceil(s / blockRows)];
@@ -86,10 +99,31 @@ export class QuantizedTensor {
     this.descale = descale;
     this.blockRows = blockRows;
     this.hadamardSeed = hadamardSeed;
+    this.terms = terms;
   }
 
+  /** The logical (batch, seqlen, heads, dim) shape. */
   get shape(): readonly number[] {
-    return this.data.shape;
+    const [b, s, h, w] = this.data.shape;
+    return [b, s, h, w / this.terms];
+  }
+
+  /** A (batch, seqlen, heads, dim) view of the first term, for shape checks; the caller disposes it. */
+  firstTerm(): Tensor {
+    const [b, s, h, w] = this.data.shape;
+    return this.data.view([b, s, h, w / this.terms], this.data.strides);
+  }
+
+  /** Host only: the e4m3 values as (batch, seqlen, heads, dim) float64, the terms summed (exact). */
+  summedValues(): Float64Array {
+    const v = this.data.toFloat64Array();
+    if (this.terms === 1) return v;
+    const dim = this.shape[3];
+    const out = new Float64Array(v.length / 2);
+    for (let row = 0; row < out.length / dim; row++) {
+      for (let c = 0; c < dim; c++) out[row * dim + c] = v[2 * row * dim + c] + v[2 * row * dim + dim + c];
+    }
+    return out;
   }
 
   dispose(): void {
@@ -128,7 +162,9 @@ function quantizeOnHost(x: Tensor, q: ResolvedQuantize): QuantizedTensor {
   const [b, s, h, d] = x.shape;
   const values = x.toFloat64Array();
   const blocks = Math.ceil(s / q.blockRows);
-  const data = new Float64Array(values.length);
+  const data = new Float64Array(values.length * q.terms);
+  const rotated = q.terms === 2 ? Float64Array.from(values) : null;
+  if (rotated && q.hadamard) hadamardRows(rotated, d, randomSigns(d, q.seed));
   const descale = new Float64Array(b * h * blocks);
   const base = { hadamard: q.hadamard, seed: q.seed, dtype: 'float8_e4m3' as const };
   // Per-tensor: one amax over everything (after the rotation), shared by every block.
@@ -140,16 +176,22 @@ function quantizeOnHost(x: Tensor, q: ResolvedQuantize): QuantizedTensor {
       const r = whole ?? quantizeRows(slice, s, d, { ...base, scaling: 'block', blockRows: q.blockRows });
       for (let si = 0; si < s; si++) {
         const from = whole ? ((bi * s + si) * h + hi) * d : si * d;
-        data.set(r.values.subarray(from, from + d), ((bi * s + si) * h + hi) * d);
+        const row = (bi * s + si) * h + hi;
+        data.set(r.values.subarray(from, from + d), row * d * q.terms);
+        if (!rotated) continue;
+        // The second term quantizes the first's residual at the first's scale.
+        const scale = whole ? whole.descale[0] : r.descale[Math.floor(si / q.blockRows)];
+        for (let c = 0; c < d; c++) data[row * 2 * d + d + c] = roundTo(rotated[row * d + c] / scale - r.values[from + c], 'float8_e4m3');
       }
       for (let blk = 0; blk < blocks; blk++) descale[(bi * h + hi) * blocks + blk] = whole ? whole.descale[0] : r.descale[blk];
     }
   }
   return new QuantizedTensor(
-    Tensor.fromRaw(encode(data, 'float8_e4m3'), [b, s, h, d], 'float8_e4m3'),
+    Tensor.fromRaw(encode(data, 'float8_e4m3'), [b, s, h, d * q.terms], 'float8_e4m3'),
     Tensor.fromArray(descale, [b, h, blocks], 'float32'),
     q.blockRows,
     q.hadamard ? q.seed : null,
+    q.terms,
   );
 }
 

@@ -26,14 +26,18 @@ struct HalfInputs {
   using Out = T;
   static constexpr int kBytes = 2;
   static constexpr bool kFp8 = false;
+  static constexpr int kQTerms = 1;
 };
 
-template <typename OutT>
+// QTerms = 2 is the accuracy mode: Q arrives as [Q1 | Q2] (2 x head dim columns, one descale),
+// Q ~ (Q1 + Q2) * descale, and S = Q1 K^T + Q2 K^T accumulates in one wgmma chain.
+template <typename OutT, int QTerms = 1>
 struct Fp8Inputs {
   using In = __nv_fp8_e4m3;
   using Out = OutT;
   static constexpr int kBytes = 1;
   static constexpr bool kFp8 = true;
+  static constexpr int kQTerms = QTerms;
 };
 
 // Slot c of a 32-key chunk of V^T holds key key_of_fp8_slot(c) of that chunk (quantize_fp8.cu writes

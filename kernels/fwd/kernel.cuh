@@ -57,8 +57,12 @@ struct FwdKernel {
   static constexpr int kPanels = HeadDim * Inputs::kBytes / kRowBytes;
   static constexpr int kRowElems = kRowBytes / Inputs::kBytes;
   static constexpr int kKSteps = HeadDim * Inputs::kBytes / 32;  // wgmma k-slices of 32 bytes over the head dim
+  // Q rows hold kQTerms head dims side by side (element.cuh), panelled like K.
+  static constexpr int kQWidthBytes = HeadDim * Inputs::kBytes * Inputs::kQTerms;
+  static constexpr int kQRowBytes = kQWidthBytes < 128 ? kQWidthBytes : 128;
+  static constexpr int kQPanels = kQWidthBytes / kQRowBytes;
   static constexpr int kPRegs = BlockN / 2 * Inputs::kBytes / 4;  // P packed for the A operand
-  static constexpr int kQBytesPerWG = 64 * HeadDim * Inputs::kBytes;
+  static constexpr int kQBytesPerWG = 64 * kQWidthBytes;
   static constexpr int kOBytesPerWG = 64 * HeadDim * int(sizeof(Out));
   static constexpr int kKVBytes = BlockN * HeadDim * Inputs::kBytes;
   static constexpr int kProducerRegs = ConsumerWGs == 2 ? 24 : 32;
@@ -88,7 +92,7 @@ struct FwdKernel {
 
   struct Smem {
     uint32_t base;
-    __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kRowBytes; }
+    __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kQRowBytes; }
     __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kOBytesPerWG + panel * 64 * 128; }
     __device__ uint32_t k(int stage, int panel) const {
       return base + kOffK + stage * kKVBytes + panel * BlockN * kRowBytes;
@@ -152,8 +156,8 @@ struct FwdKernel {
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
 
       for (int wg = 0; wg < ConsumerWGs; ++wg)
-        for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kRowElems,
+        for (int panel = 0; panel < kQPanels; ++panel)
+          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kQRowBytes / Inputs::kBytes,
                            tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
 
       auto load_k = [&](int n) {
@@ -190,14 +194,16 @@ struct FwdKernel {
   // block n are scaled by the row's Q descale times the block's K descale. O is accumulated in
   // units of the V descale of the block added last: moving to block n multiplies O by
   // v(last) / v(n), folded into the rescale the softmax asks for anyway, and the output takes
-  // the last block's descale with its normalisation.
+  // the last block's descale with its normalisation. Blocks come in descending order, so each
+  // block's descales are loaded while the one before it is processed, off the softmax's path.
   struct Descales {
     const float* k = nullptr;
     const float* v = nullptr;
     float q[2] = {1.f, 1.f};
+    float k_next = 1.f, v_next = 1.f;  // of the block the softmax takes next
     float v_last = 1.f;
 
-    __device__ Descales(const FwdParams& p, const Tile& tile, int row0) {
+    __device__ Descales(const FwdParams& p, const Tile& tile, int row0, int n_first) {
       if constexpr (kFp8) {
         const size_t q_base = (size_t(tile.batch) * p.heads_q + tile.head) * p.q_descale_blocks;
         const size_t k_base =
@@ -207,20 +213,24 @@ struct FwdKernel {
         // Rows past seqlen_q are computed but never stored; any finite descale does for them.
         for (int r = 0; r < 2; ++r)
           q[r] = __ldg(p.q_descale + q_base + min(row0 + 8 * r, p.seqlen_q - 1) / p.q_descale_rows);
+        load(p, n_first);
       }
     }
-    __device__ int block_of(int n, const FwdParams& p) const { return n * BlockN / p.k_descale_rows; }
-    __device__ void score_scale(const FwdParams& p, int n, float (&scale)[2]) const {
-      const float kd = kFp8 ? __ldg(k + block_of(n, p)) : 1.f;
-      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q[r] * kd : 1.f);
+    __device__ void load(const FwdParams& p, int n) {
+      const int block = max(n, 0) * BlockN / p.k_descale_rows;  // past the last block: any valid one
+      k_next = __ldg(k + block);
+      v_next = __ldg(v + block);
+    }
+    __device__ void score_scale(const FwdParams& p, float (&scale)[2]) const {
+      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q[r] * k_next : 1.f);
     }
     __device__ void to_block_units(const FwdParams& p, int n, float (&rescale)[2]) {
       if constexpr (kFp8) {
-        const float vd = __ldg(v + block_of(n, p));
-        const float ratio = v_last / vd;
+        const float ratio = v_last / v_next;
         rescale[0] *= ratio;
         rescale[1] *= ratio;
-        v_last = vd;
+        v_last = v_next;
+        load(p, n - 1);
       }
     }
     __device__ void to_output_units(float (&inv_sum)[2]) const {
@@ -238,14 +248,17 @@ struct FwdKernel {
     if constexpr (Pingpong) ptx::named_barrier_arrive(kBarTurn + (wg + 1) % ConsumerWGs, 256);
   }
 
+  // With two Q terms the k-slices run over [Q1 | Q2] while K's wrap around: S = Q1 K^T + Q2 K^T.
   __device__ static void issue_qk(float (&s)[BlockN / 2], const Smem& smem, int wg, int stage) {
     constexpr int kStepsPerRow = kRowBytes / 32;
+    constexpr int kQStepsPerRow = kQRowBytes / 32;
     ptx::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKSteps; ++kk) {
-      const uint32_t q_addr = smem.q(wg, kk / kStepsPerRow) + (kk % kStepsPerRow) * 32;
-      const uint32_t k_addr = smem.k(stage, kk / kStepsPerRow) + (kk % kStepsPerRow) * 32;
-      Wgmma<In, BlockN>::ss(s, ptx::smem_desc_kmajor<kRowBytes>(q_addr), ptx::smem_desc_kmajor<kRowBytes>(k_addr),
+    for (int kk = 0; kk < kKSteps * Inputs::kQTerms; ++kk) {
+      const int kk_k = kk % kKSteps;
+      const uint32_t q_addr = smem.q(wg, kk / kQStepsPerRow) + (kk % kQStepsPerRow) * 32;
+      const uint32_t k_addr = smem.k(stage, kk_k / kStepsPerRow) + (kk_k % kStepsPerRow) * 32;
+      Wgmma<In, BlockN>::ss(s, ptx::smem_desc_kmajor<kQRowBytes>(q_addr), ptx::smem_desc_kmajor<kRowBytes>(k_addr),
                             kk > 0);
     }
     ptx::wgmma_commit();
@@ -302,13 +315,13 @@ struct FwdKernel {
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
-      Descales descales(p, tile, row0);
+      Descales descales(p, tile, row0, range.n_max - 1);
       OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
         float scale[2];
-        descales.score_scale(p, n, scale);
+        descales.score_scale(p, scale);
         softmax.step(s, scale, rescale);
         descales.to_block_units(p, n, rescale);
       };

@@ -68,7 +68,7 @@ export const cpuBackend: Backend = {
 
   // Emulates the CUDA FP8 kernel, blocking included (head dims without a kernel use 128 x 128).
   forwardFp8({ q, k, v }, shape, opts, outDtype) {
-    const p = cpuProblemOf(q.data, k.data, v.data, shape, opts);
+    const p = { ...cpuProblemOf(k.data, k.data, v.data, shape, opts), q: q.summedValues() };
     const tile = FP8_FORWARD_TILES[shape.headDim as keyof typeof FP8_FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
     if (k.blockRows % tile.blockN !== 0) {
       throw new UnsupportedError(`k and v are scaled per ${k.blockRows} keys, not a multiple of the FP8 key block ${tile.blockN}`, {

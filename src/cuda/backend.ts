@@ -13,7 +13,7 @@ import { registerDeviceTransfer, Tensor } from '../tensor.js';
 import { CudaContext, probeCuda } from './context.js';
 import { planForward } from './forward.js';
 import { launchDescaleAll, launchQuantize, MAX_TRANSPOSE_ROWS, vtSeqlenPad } from './quantize.js';
-import { FORWARD_HEAD_DIMS, missingCubins } from './kernels.js';
+import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS, missingCubins } from './kernels.js';
 
 let probed: ProbeResult | undefined;
 
@@ -61,7 +61,10 @@ function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
   }
 }
 
-function supportsFp8(shape: ProblemShape, opts: ResolvedOptions): string | null {
+function supportsFp8(shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2 = 1): string | null {
+  if (qTerms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(shape.headDim)) {
+    return `the two-term (accuracy mode) FP8 kernels take head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${shape.headDim}`;
+  }
   if (!(FORWARD_HEAD_DIMS as readonly number[]).includes(shape.headDim)) return `head dim ${shape.headDim} (the FP8 kernels take ${FORWARD_HEAD_DIMS.join(', ')})`;
   if (shape.headDimV !== shape.headDim) return `v head dim ${shape.headDimV} differs from q/k head dim ${shape.headDim}`;
   if (opts.softcap !== 0) return 'softcap (not implemented in the CUDA kernels)';
@@ -145,10 +148,10 @@ function quantizeOnDevice(x: Tensor, o: ResolvedQuantize): QuantizedTensor {
   const ctx = CudaContext.get(x.device);
   checkResidence(ctx, 'x', x);
   const [b, s, h, d] = x.shape;
-  const data = Tensor.empty([b, s, h, d], 'float8_e4m3', 'cuda', x.device);
+  const data = Tensor.empty([b, s, h, d * o.terms], 'float8_e4m3', 'cuda', x.device);
   const descale = Tensor.empty([b, h, Math.ceil(s / o.blockRows)], 'float32', 'cuda', x.device);
   try {
-    const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? hadamardSigns(d, o.seed) : null };
+    const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? hadamardSigns(d, o.seed) : null, terms: o.terms };
     if (o.scaling === 'block') {
       launchQuantize(ctx, { ...base, mode: 'block' });
     } else {
@@ -157,7 +160,7 @@ function quantizeOnDevice(x: Tensor, o: ResolvedQuantize): QuantizedTensor {
       launchQuantize(ctx, { ...base, mode: 'use-descale' });
     }
     ctx.synchronize();
-    return new QuantizedTensor(data, descale, o.blockRows, o.hadamard ? o.seed : null);
+    return new QuantizedTensor(data, descale, o.blockRows, o.hadamard ? o.seed : null, o.terms);
   } catch (e) {
     data.dispose();
     descale.dispose();

@@ -12,8 +12,13 @@ import { KernelModule, type KernelFunction } from './module.js';
 export const KERNEL_DIR = fileURLToPath(new URL('../../kernels/', import.meta.url));
 
 export type KernelElement = 'bfloat16' | 'float16';
-/** What a forward kernel reads: 16-bit inputs (output alike), or e4m3 inputs with a 16-bit output. */
-export type ForwardInputs = KernelElement | { fp8: true; out: KernelElement };
+/**
+ * What a forward kernel reads: 16-bit inputs (output alike), or e4m3 inputs with a 16-bit output,
+ * Q in one or (accuracy mode) two terms.
+ */
+export type ForwardInputs = KernelElement | { fp8: true; out: KernelElement; qTerms?: 1 | 2 };
+/** Head dims with an accuracy-mode (two-term Q) FP8 kernel. */
+export const FP8_TWO_TERM_HEAD_DIMS = [64, 128] as const;
 export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
 
 /**
@@ -46,7 +51,7 @@ const short = (e: KernelElement) => (e === 'bfloat16' ? 'bf16' : 'fp16');
 
 export function forwardCubinPath(inputs: ForwardInputs, headDim: number, variant: Variant = 'default'): string {
   const suffix = variant === 'default' ? '' : `_${variant}`;
-  const element = typeof inputs === 'string' ? short(inputs) : `e4m3_${short(inputs.out)}`;
+  const element = typeof inputs === 'string' ? short(inputs) : `${inputs.qTerms === 2 ? 'e4m3x2' : 'e4m3'}_${short(inputs.out)}`;
   return `${KERNEL_DIR}flash_fwd_${element}_hd${headDim}${suffix}.cubin`;
 }
 
@@ -58,6 +63,7 @@ export function missingCubins(): string[] {
   const paths = [QUANTIZE_CUBIN];
   for (const out of ['bfloat16', 'float16'] as const) {
     for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath(out, d), forwardCubinPath({ fp8: true, out }, d));
+    for (const d of FP8_TWO_TERM_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
   }
   return paths.filter((p) => !existsSync(p));
 }

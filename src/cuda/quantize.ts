@@ -30,6 +30,8 @@ export interface QuantizeLaunch {
   transposed: boolean;
   /** ±1 per column for the Hadamard rotation, or null for none. */
   signs: Float64Array | null;
+  /** 2: write [Q1 | Q2] rows (accuracy mode); default 1. */
+  terms?: 1 | 2;
 }
 
 /** V^T's padded key count: whole chunks, so the permuted order never reaches past the buffer. */
@@ -70,9 +72,10 @@ export function launchQuantize(ctx: CudaContext, l: QuantizeLaunch): void {
   [l.x.strides[0], l.x.strides[1], l.x.strides[2]].forEach((s, i) => view.setBigInt64(8 + 8 * i, BigInt(s), true));
   view.setBigUint64(32, l.out, true);
   view.setBigUint64(40, l.descale, true);
-  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0];
+  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0, l.terms ?? 1];
   ints.forEach((n, i) => view.setInt32(48 + 4 * i, n, true));
-  if (l.signs) l.signs.forEach((s, c) => s < 0 && view.setUint32(84 + 4 * (c >> 5), view.getUint32(84 + 4 * (c >> 5), true) | (1 << (c & 31)), true));
+  const SIGNS = 88;
+  if (l.signs) l.signs.forEach((s, c) => s < 0 && view.setUint32(SIGNS + 4 * (c >> 5), view.getUint32(SIGNS + 4 * (c >> 5), true) | (1 << (c & 31)), true));
   const f = functions(ctx);
   const fn = l.mode === 'copy' ? f.float8_e4m3 : f[l.x.dtype as 'bfloat16' | 'float16'];
   fn.launch({ grid: [blocks, heads, batch], block: [THREADS, 1, 1], sharedMemBytes: 0 }, [{ kind: 'bytes', value: bytes, align: 8 }]);

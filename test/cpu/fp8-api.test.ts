@@ -42,6 +42,32 @@ describe('FP8 API (CPU)', () => {
     assert.ok(f16.out.toFloat64Array().every(Number.isFinite));
   });
 
+  it('two-term q (accuracy mode) reconstructs q more closely and lowers the attention error', () => {
+    const [b, s, h, d] = [1, 256, 2, 64];
+    const q = randn([b, s, h, d], 21);
+    const k = randn([b, s, h, d], 22);
+    const v = randn([b, s, h, d], 23);
+    const q2 = quantizeFp8(q, { terms: 2 });
+    assert.deepEqual([...q2.data.shape], [b, s, h, 2 * d]);
+    assert.deepEqual([...q2.shape], [b, s, h, d]);
+    const one = quantizeFp8(q);
+    const back = (x: QuantizedTensor) => {
+      const v64 = x.summedValues();
+      const ds = x.descale.toFloat64Array();
+      return v64.map((val, i) => val * ds[(Math.floor(i / d) % h) * Math.ceil(s / 128) + Math.floor(Math.floor(i / (d * h)) / 128)]);
+    };
+    const exact = q.toFloat64Array();
+    assert.ok(relativeError(back(q2), exact) < relativeError(back(one), exact) / 4, 'second term refines q');
+    const ref = attention(q, k, v, { backend: 'cpu' });
+    const plain = attention(q, k, v, { backend: 'cpu', fp8: true });
+    const accurate = attention(q, k, v, { backend: 'cpu', fp8: { terms: 2 } });
+    const e1 = relativeError(plain.out.toFloat64Array(), ref.out.toFloat64Array());
+    const e2 = relativeError(accurate.out.toFloat64Array(), ref.out.toFloat64Array());
+    assert.ok(e2 < e1, `accuracy mode ${e2} vs plain ${e1}`);
+    const k2 = quantizeFp8(k, { terms: 2 });
+    assert.throws(() => attention(q2, k2, quantizeFp8(v), { backend: 'cpu' }), /splits q alone/);
+  });
+
   it('refuses inputs that would give a silently wrong answer', () => {
     const x = randn([1, 128, 1, 64], 5);
     const rotated = quantizeFp8(x, { hadamard: true, seed: 1 });

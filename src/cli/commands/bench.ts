@@ -10,7 +10,7 @@ import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } fro
 import { median, paperGrid, PAPER_HEAD_DIMS, PAPER_SEQLENS, seqlenLabel, type BenchPoint } from '../../bench/grid.js';
 import { timePeers, type PeersResult } from '../../bench/peers.js';
 import { CudaContext } from '../../cuda/context.js';
-import { FORWARD_HEAD_DIMS } from '../../cuda/kernels.js';
+import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
 import type { DType } from '../../dtype.js';
 import { Flash3Error } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
@@ -63,7 +63,11 @@ function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport
   const points = paperGrid(headDims, intListFlag(values, 'seqlen', PAPER_SEQLENS), causalsOf(values));
   const timing = timingOf(values, DEFAULT_TIMING);
   const ctx = CudaContext.get(0);
-  const elements = Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
+  const accuracy = boolFlag(values, 'accuracy');
+  if (accuracy && dtype !== 'float8_e4m3') throw new UsageError('--accuracy is the FP8 accuracy mode: pass it with --dtype fp8');
+  const bad2 = accuracy ? headDims.find((d) => !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(d)) : undefined;
+  if (bad2 !== undefined) throw new UsageError(`--accuracy has kernels for head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${bad2}`);
+  const elements = (accuracy ? 2 : 1) * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
 
   process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
   const times: number[] = [];
@@ -71,7 +75,7 @@ function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport
   const { bar, tick } = progress(points, 'flash3');
   try {
     for (const p of points) {
-      times.push(timeCudaForward(buffers, p, timing));
+      times.push(timeCudaForward(buffers, p, timing, 'default', accuracy ? 2 : 1));
       tick(p);
     }
   } finally {
@@ -158,7 +162,7 @@ function write(flag: string, path: string, text: string): void {
 export const benchCommand: Command = {
   name: 'bench',
   summary: "Time the forward pass over the FlashAttention-3 paper's grid (16k tokens, hidden 2048) and report TFLOPS.",
-  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--peers] [--json FILE] [--svg FILE]',
+  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16|fp8 [--accuracy]] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--peers] [--json FILE] [--svg FILE]',
   details: [
     'On CUDA: batch = 16384 / seqlen and heads = 2048 / headdim at each point, forward FLOPs',
     '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events: warmup launches,',
@@ -177,6 +181,7 @@ export const benchCommand: Command = {
     seqlen: { type: 'string', value: 'LIST', description: 'sequence lengths', default: '512,...,16384 (cpu: 128,256,512)' },
     causal: { type: 'string', value: 'WHICH', description: 'both, yes or no', default: 'both' },
     peers: { type: 'boolean', description: 'also time PyTorch cuDNN and FA2 (bench/peers.py)' },
+    accuracy: { type: 'boolean', description: 'with --dtype fp8: the accuracy mode (two-term Q; TFLOPS count the plain attention FLOPs)' },
     json: { type: 'string', value: 'FILE', description: 'write the results as JSON' },
     svg: { type: 'string', value: 'FILE', description: 'write bar charts (one panel per head dim and mask) as SVG' },
     warmup: { type: 'string', value: 'N', description: 'warm-up calls per point', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },

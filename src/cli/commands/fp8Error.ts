@@ -7,7 +7,7 @@ import { fp8AttentionEmulated } from '../../cpu/fp8.js';
 import type { CpuProblem } from '../../cpu/problem.js';
 import { referenceAttention } from '../../cpu/reference.js';
 import { tiledAttention } from '../../cpu/tiled.js';
-import { FORWARD_TILES } from '../../cuda/kernels.js';
+import { FORWARD_TILES, FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
 import { attention } from '../../attention.js';
 import type { QuantizeOptions } from '../../fp8.js';
 import { Tensor } from '../../tensor.js';
@@ -82,11 +82,13 @@ const GPU_VARIANTS: { method: string; fp8: QuantizeOptions | null }[] = [
   { method: 'fp8 per-tensor scaling (baseline)', fp8: { scaling: 'tensor' } },
   { method: 'fp8 block scaling', fp8: { scaling: 'block' } },
   { method: 'fp8 block scaling + Hadamard', fp8: { scaling: 'block', hadamard: true } },
+  { method: 'fp8 block + Hadamard + two-term Q (accuracy mode)', fp8: { scaling: 'block', hadamard: true, terms: 2 } },
 ];
 
 export interface Fp8GpuRow {
   method: string;
-  gpu: number;
+  /** null where no kernel exists (the two-term Q at head dim 256). */
+  gpu: number | null;
   emulation: number;
 }
 
@@ -113,7 +115,7 @@ export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
     };
     return GPU_VARIANTS.map((v) => ({
       method: v.method,
-      gpu: run(device, 'cuda', v.fp8),
+      gpu: v.fp8?.terms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(headDim) ? null : run(device, 'cuda', v.fp8),
       emulation: v.fp8 ? run(host, 'cpu', v.fp8) : rmse(half16(p, host), ref),
     }));
   } finally {
@@ -169,8 +171,9 @@ export const fp8ErrorCommand: Command = {
         const rows = fp8GpuRows(setup, d);
         console.log('');
         console.log(`head dim ${d}:`);
-        console.log(formatTable(['method', 'GPU RMSE', 'emulation RMSE', 'GPU / emulation'], rows.map((r) => [r.method, sci(r.gpu), sci(r.emulation), `${(r.gpu / r.emulation).toFixed(3)}`])));
-        console.log(`per-tensor / block + Hadamard on the GPU: ${(rows[1].gpu / rows[3].gpu).toFixed(2)}x`);
+        const cells = (r: Fp8GpuRow) => [r.method, r.gpu === null ? 'n/a' : sci(r.gpu), sci(r.emulation), r.gpu === null ? 'no kernel' : (r.gpu / r.emulation).toFixed(3)];
+        console.log(formatTable(['method', 'GPU RMSE', 'emulation RMSE', 'GPU / emulation'], rows.map(cells)));
+        console.log(`per-tensor / block + Hadamard on the GPU: ${((rows[1].gpu ?? NaN) / (rows[3].gpu ?? NaN)).toFixed(2)}x`);
       }
       return 0;
     }
