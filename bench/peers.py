@@ -5,7 +5,8 @@ Input: {"dtype": "bfloat16"|"float16", "points": [{"batch", "seqlen", "heads", "
 With "backward", each backend's backward alone is timed: torch.autograd.grad of one forward's
 output (graph retained), which returns dq, dk, dv without accumulating into .grad.
 Output (stdout, one JSON object): {"torch": version, "cudnn": version, "device": name,
-        "results": [{"cudnn_ms": float|null, "flash_ms": float|null, "errors": {...}}]}
+        "results": [{"cudnn_ms": float|null, "flash_ms": float|null, "errors": {...}}],
+        "scaled_mm_tflops": float|null (with "scaled_mm": true in the input: torch._scaled_mm e4m3 8192^3)}
 Tensors are made (batch, seqlen, heads, headdim) and transposed, the memory layout flash3 reads.
 """
 import json
@@ -63,7 +64,16 @@ def main():
                 row["errors"][name] = str(e).splitlines()[0][:200]
         results.append(row)
         del q, k, v
+    scaled_mm_tflops = None
+    if spec.get("scaled_mm"):
+        n = 8192
+        a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+        b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()  # _scaled_mm wants B column-major
+        one = torch.tensor(1.0, device="cuda")
+        ms = time_ms(lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16), *timing)
+        scaled_mm_tflops = 2 * n**3 / (ms * 1e-3) / 1e12
     print(json.dumps({
+        "scaled_mm_tflops": scaled_mm_tflops,
         "torch": torch.__version__,
         "cudnn": torch.backends.cudnn.version(),
         "device": torch.cuda.get_device_name(),

@@ -1,26 +1,41 @@
-// One cubin per (element type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16 and
-// -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs. FLASH3_PINGPONG and
-// FLASH3_INTRA_OVERLAP (default: the tile table's choice, and on) override the schedule for the ablation;
-// FLASH3_BLOCK_N, FLASH3_STAGES and FLASH3_CONSUMER_WGS override the tile table for tuning builds.
+// One cubin per (input type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16|e4m3 and
+// -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
+// -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode. FLASH3_PINGPONG and FLASH3_INTRA_OVERLAP (default: the
+// tile table's choice) override the schedule for the ablation; FLASH3_BLOCK_N,
+// FLASH3_STAGES, FLASH3_CONSUMER_WGS and FLASH3_MAX_SLACK override the tile table for tuning builds.
 // The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
+#include "fwd/element.cuh"
 #include "fwd/kernel.cuh"
 #include "fwd/tile_config.cuh"
 
 #if !defined(FLASH3_ELEMENT) || !defined(FLASH3_HEADDIM)
-#error "build with -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256"
+#error "build with -DFLASH3_ELEMENT=bf16|fp16|e4m3 -DFLASH3_HEADDIM=64|128|256"
 #endif
 
 #define FLASH3_bf16 __nv_bfloat16
 #define FLASH3_fp16 __half
 #define FLASH3_CAT(a, b) a##b
 #define FLASH3_TYPE(x) FLASH3_CAT(FLASH3_, x)
+#define FLASH3_IS_e4m3 1
+#define FLASH3_IS(x) FLASH3_CAT(FLASH3_IS_, x)
 
-#ifndef FLASH3_INTRA_OVERLAP
-#define FLASH3_INTRA_OVERLAP 1
+#if FLASH3_IS(FLASH3_ELEMENT) == 1
+#ifndef FLASH3_OUT
+#error "e4m3 builds need -DFLASH3_OUT=bf16|fp16"
+#endif
+#ifndef FLASH3_Q_TERMS
+#define FLASH3_Q_TERMS 1
+#endif
+using Inputs = flash3::Fp8Inputs<FLASH3_TYPE(FLASH3_OUT), FLASH3_Q_TERMS>;
+using Config = flash3::TileConfigFp8<FLASH3_HEADDIM>;
+#else
+using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
+using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #endif
 
-using Element = FLASH3_TYPE(FLASH3_ELEMENT);
-using Config = flash3::TileConfig<FLASH3_HEADDIM>;
+#ifndef FLASH3_INTRA_OVERLAP
+#define FLASH3_INTRA_OVERLAP Config::kIntraOverlap
+#endif
 #ifndef FLASH3_PINGPONG
 #define FLASH3_PINGPONG Config::kPingpong
 #endif
@@ -33,8 +48,11 @@ using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_CONSUMER_WGS
 #define FLASH3_CONSUMER_WGS Config::kConsumerWarpgroups
 #endif
-using Kernel = flash3::FwdKernel<Element, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
-                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0>;
+#ifndef FLASH3_MAX_SLACK
+#define FLASH3_MAX_SLACK Config::kMaxSlack
+#endif
+using Kernel = flash3::FwdKernel<Inputs, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
+                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0, FLASH3_MAX_SLACK>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;

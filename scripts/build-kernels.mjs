@@ -1,4 +1,4 @@
-// Builds every forward and backward kernel variant into dist/kernels/*.cubin with nvcc for sm_90a, and fails
+// Builds every kernel (forward variants, backward, FP8 quantization) into dist/kernels/*.cubin with nvcc for sm_90a, and fails
 // when ptxas reports register spills or a stack frame (local memory in the hot loop). Without
 // nvcc it says so and exits 0: the CPU backend needs no kernels.
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,7 +12,19 @@ const outDir = join(root, 'dist', 'kernels');
 
 const VARIANTS = [];
 for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim });
-for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim, kernel: 'bwd' });
+// FP8 forward: e4m3 inputs, one build per output type (flash_fwd_e4m3_<out>_hd<d>), and the
+// accuracy mode with a two-term Q (e4m3x2; at head dim 256 its doubled Q tile spills).
+for (const out of ['bf16', 'fp16']) {
+  for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
+  for (const headDim of [64, 128]) VARIANTS.push({ element: `e4m3x2_${out}`, headDim });
+}
+// Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
+const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
+for (const element of ['bf16', 'fp16']) {
+  for (const headDim of [64, 128, 256]) {
+    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}`, file: 'flash_bwd.cu', defines: [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`] });
+  }
+}
 // Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)
 // adds flash_fwd_<element>_hd<d>_<NAME>.cubin with FLASH3_<MACRO> overrides, for `flash3 bench --variant`.
 for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('--extra', i + 1)) {
@@ -37,12 +49,21 @@ function findNvcc() {
   return null;
 }
 
-function compile(nvcc, { element, headDim, schedule, defines = [], kernel = 'fwd' }) {
-  const name = `flash_${kernel}_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`;
+// Forward variants: `element` is bf16, fp16, e4m3_<out type> or e4m3x2_<out type> (two-term Q).
+function forwardJob({ element, headDim, schedule, defines = [] }) {
+  const [input, out] = element.split('_');
+  const fp8 = input === 'e4m3x2' ? ['-DFLASH3_ELEMENT=e4m3', '-DFLASH3_Q_TERMS=2'] : [`-DFLASH3_ELEMENT=${input}`];
+  return {
+    name: `flash_fwd_${element}_hd${headDim}${schedule ? `_${schedule}` : ''}`,
+    file: 'flash_fwd.cu',
+    defines: [...fp8, ...(out ? [`-DFLASH3_OUT=${out}`] : []), `-DFLASH3_HEADDIM=${headDim}`, ...defines],
+  };
+}
+
+function compile(nvcc, { name, file, defines = [] }) {
   const args = [
     '-cubin', '-gencode=arch=compute_90a,code=sm_90a', '-O3', '-std=c++17', '-Xptxas', '-v',
-    `-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines,
-    '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', `flash_${kernel}.cu`),
+    ...defines, '-o', join(outDir, `${name}.cubin`), join(root, 'kernels', file),
   ];
   return new Promise((resolve) => {
     const child = spawn(nvcc, args, { cwd: join(root, 'kernels') });
@@ -74,7 +95,7 @@ async function main() {
   }
   mkdirSync(outDir, { recursive: true });
   const started = Date.now();
-  const queue = [...VARIANTS];
+  const queue = [...VARIANTS.map(forwardJob), ...SOURCES];
   const results = [];
   const jobs = Math.max(1, Math.min(cpus().length, 4));
   await Promise.all(

@@ -1,5 +1,6 @@
-// A few small forward problems on the CUDA backend, checked against the float64 reference:
-// short enough to run under compute-sanitizer (memcheck, racecheck, synccheck).
+// A few small forward problems on the CUDA backend (16-bit and FP8, quantization included),
+// checked against the float64 reference: short enough to run under compute-sanitizer
+// (memcheck, racecheck, synccheck).
 import { attention, Tensor } from '../dist/src/index.js';
 import { relativeError } from '../dist/test/support/compare.js';
 
@@ -7,17 +8,24 @@ const cases = [
   { b: 1, sq: 200, sk: 333, hq: 4, hkv: 2, d: 64, causal: true, dtype: 'bfloat16' },
   { b: 2, sq: 130, sk: 130, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'float16' },
   { b: 1, sq: 97, sk: 250, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'bfloat16' },
+  { b: 1, sq: 200, sk: 333, hq: 4, hkv: 2, d: 64, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
+  { b: 2, sq: 130, sk: 130, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'float16', fp8: { scaling: 'tensor' } },
+  { b: 1, sq: 97, sk: 250, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
+  { b: 1, sq: 150, sk: 150, hq: 2, hkv: 1, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true, terms: 2 } },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {
   const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: c.dtype, seed: 3 * i });
   const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: 3 * i + 1 });
   const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: 3 * i + 2 });
-  const gpu = attention(q, k, v, { causal: c.causal, backend: 'cuda' });
+  // FP8 runs on device tensors so the quantization kernels run too.
+  const gpu = c.fp8
+    ? attention(q.cuda(), k.cuda(), v.cuda(), { causal: c.causal, backend: 'cuda', fp8: c.fp8 })
+    : attention(q, k, v, { causal: c.causal, backend: 'cuda' });
   const ref = attention(q, k, v, { causal: c.causal, backend: 'cpu' });
-  const err = relativeError(gpu.out.toFloat64Array(), ref.out.toFloat64Array());
-  const ok = err < 2e-2;
+  const err = relativeError(gpu.out.cpu().toFloat64Array(), ref.out.toFloat64Array());
+  const ok = err < (c.fp8 ? 8e-2 : 2e-2);
   if (!ok) failed++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.dtype} d=${c.d} sq=${c.sq} sk=${c.sk} causal=${c.causal} rel err ${err.toExponential(2)}`);
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.dtype}${c.fp8 ? ' fp8' : ''} d=${c.d} sq=${c.sq} sk=${c.sk} causal=${c.causal} rel err ${err.toExponential(2)}`);
 }
 process.exit(failed ? 1 : 0);

@@ -1,6 +1,6 @@
 // Times kernel builds side by side in one process on one card: the FA3-style ablation by default
 // (bf16, d=128, s=8k, non-causal), or any tuning builds (scripts/build-kernels.mjs --extra).
-//   node scripts/tune.mjs [--dtype bf16|fp16] [--variants a,b,...] [--points d:seqlen:causal|full,...]
+//   node scripts/tune.mjs [--dtype bf16|fp16|fp8] [--variants a,b,...] [--points d:seqlen:causal|full,...]
 import '../dist/src/index.js';
 import { parseArgs } from 'node:util';
 import { BenchBuffers, timeCudaForward } from '../dist/src/bench/cudaTiming.js';
@@ -15,7 +15,7 @@ const { values } = parseArgs({
     points: { type: 'string', default: '128:8192:full' },
   },
 });
-const dtype = values.dtype === 'fp16' ? 'float16' : 'bfloat16';
+const dtype = { fp16: 'float16', fp8: 'float8_e4m3' }[values.dtype] ?? 'bfloat16';
 const variants = values.variants.split(',');
 const points = values.points.split(',').map((spec) => {
   const [d, s, mask] = spec.split(':');

@@ -7,6 +7,7 @@ import { CudaUnavailableError, UnsupportedError } from './errors.js';
 import type { BackendChoice, ResolvedOptions } from './options.js';
 import type { ProblemShape } from './problem.js';
 import type { Tensor } from './tensor.js';
+import type { QuantizedTensor } from './fp8.js';
 
 export type BackendName = 'cpu' | 'cuda';
 
@@ -43,8 +44,20 @@ export interface Backend {
   /** Why this backend cannot run the problem, or null when it can. */
   supports(shape: ProblemShape, opts: ResolvedOptions): string | null;
   forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): ForwardResult;
+  /** Why this backend cannot run FP8 inputs of this shape (q in `qTerms` terms), or null; absent: no FP8 path. */
+  supportsFp8?(shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2): string | null;
+  /** Attention over e4m3 inputs with their descales; `out` in `outDtype`. */
+  forwardFp8?(inputs: Fp8Inputs, shape: ProblemShape, opts: ResolvedOptions, outDtype: Fp8OutDType): ForwardResult;
   /** Gradients of the forward; absent where the backend has no backward yet. */
   backward?(q: Tensor, k: Tensor, v: Tensor, grads: BackwardInputs, shape: ProblemShape, opts: ResolvedOptions): BackwardResult;
+}
+
+export type Fp8OutDType = 'bfloat16' | 'float16';
+
+export interface Fp8Inputs {
+  q: QuantizedTensor;
+  k: QuantizedTensor;
+  v: QuantizedTensor;
 }
 
 export interface BackendStatus {
@@ -130,4 +143,20 @@ export function selectBackend(requested: BackendChoice, shape: ProblemShape, opt
     value: requested,
     fix: 'import flash3 from its package entry so the CPU backend is registered',
   });
+}
+
+/** Like selectBackend, for FP8 inputs: the backends that have an FP8 path. */
+export function selectFp8Backend(requested: BackendChoice, shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2): Backend {
+  const order: BackendName[] = requested === 'auto' ? ['cuda', 'cpu'] : [requested];
+  const reasons: string[] = [];
+  for (const name of order) {
+    const b = registry.get(name);
+    const p = b ? safeProbe(b) : { ok: false as const, reason: 'not registered' };
+    const why = !b ? 'not registered' : !p.ok ? p.reason : !b.forwardFp8 || !b.supportsFp8 ? 'no FP8 path' : b.supportsFp8(shape, opts, qTerms);
+    if (b && why === null) return b;
+    reasons.push(`${name}: ${why}`);
+  }
+  const reason = `no backend can run this FP8 problem (${reasons.join('; ')})`;
+  if (requested === 'cuda') throw new CudaUnavailableError(reason, { param: 'options.backend', value: requested, fix: "pass backend: 'auto' to fall back to the CPU emulation" });
+  throw new UnsupportedError(reason, { param: 'options.backend', value: requested, fix: "pass backend: 'auto', or change the problem as the reason says" });
 }

@@ -11,7 +11,9 @@ export type { CpuStorage, DeviceStorage, Location, RandnOptions, RawLayout, Devi
 export { attention } from './attention.js';
 export { attentionBackward } from './backward.js';
 export type { BackwardOptions } from './backward.js';
-export type { AttentionResult } from './attention.js';
+export type { AttentionResult, Fp8AttentionOptions } from './attention.js';
+export { quantizeFp8, QuantizedTensor } from './fp8.js';
+export type { QuantizeOptions, Fp8Scaling } from './fp8.js';
 export type { AttentionOptions, BackendChoice } from './options.js';
 export { listBackends } from './backend.js';
 export type { BackendName, BackendStatus, BackwardResult } from './backend.js';

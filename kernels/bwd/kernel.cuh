@@ -184,7 +184,7 @@ struct BwdKernel {
     for (int kk = 0; kk < HeadDim / 16; ++kk) {
       const uint32_t a = a_tile + (kk / 4) * kBlockN * 128 + wg * 64 * 128 + (kk % 4) * 32;
       const uint32_t bb = b_tile + (kk / 4) * 64 * 128 + (kk % 4) * 32;
-      Wgmma<T, kBlockM>::ss(acc, ptx::smem_desc_kmajor_sw128(a), ptx::smem_desc_kmajor_sw128(bb), kk > 0);
+      Wgmma<T, kBlockM>::ss(acc, ptx::smem_desc_kmajor<128>(a), ptx::smem_desc_kmajor<128>(bb), kk > 0);
     }
   }
 

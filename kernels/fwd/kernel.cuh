@@ -10,6 +10,7 @@
 #include "../ptx/tma.cuh"
 #include "../ptx/warpgroup.cuh"
 #include "../ptx/wgmma.cuh"
+#include "element.cuh"
 #include "epilogue.cuh"
 #include "fragments.cuh"
 #include "mask.cuh"
@@ -41,13 +42,29 @@ __device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
   return {p.schedule + gridDim.x + 1, __ldg(p.schedule + blockIdx.x), __ldg(p.schedule + blockIdx.x + 1)};
 }
 
-template <typename T, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap>
+// `Inputs`: HalfInputs<T> or Fp8Inputs<Out> (element.cuh).
+// `MaxSlack`: see OnlineSoftmax (softmax.cuh).
+template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap,
+          int MaxSlack>
 struct FwdKernel {
+  using In = typename Inputs::In;
+  using Out = typename Inputs::Out;
+  static constexpr bool kFp8 = Inputs::kFp8;
   static constexpr int kBlockM = 64 * ConsumerWGs;
   static constexpr int kThreads = 128 * (ConsumerWGs + 1);
-  static constexpr int kPanels = HeadDim / 64;
-  static constexpr int kQBytesPerWG = 64 * HeadDim * int(sizeof(T));
-  static constexpr int kKVBytes = BlockN * HeadDim * int(sizeof(T));
+  // Q and K rows are split into panels of one swizzle row each (128 bytes; 64 for e4m3 at head dim 64).
+  static constexpr int kRowBytes = HeadDim * Inputs::kBytes < 128 ? HeadDim * Inputs::kBytes : 128;
+  static constexpr int kPanels = HeadDim * Inputs::kBytes / kRowBytes;
+  static constexpr int kRowElems = kRowBytes / Inputs::kBytes;
+  static constexpr int kKSteps = HeadDim * Inputs::kBytes / 32;  // wgmma k-slices of 32 bytes over the head dim
+  // Q rows hold kQTerms head dims side by side (element.cuh), panelled like K.
+  static constexpr int kQWidthBytes = HeadDim * Inputs::kBytes * Inputs::kQTerms;
+  static constexpr int kQRowBytes = kQWidthBytes < 128 ? kQWidthBytes : 128;
+  static constexpr int kQPanels = kQWidthBytes / kQRowBytes;
+  static constexpr int kPRegs = BlockN / 2 * Inputs::kBytes / 4;  // P packed for the A operand
+  static constexpr int kQBytesPerWG = 64 * kQWidthBytes;
+  static constexpr int kOBytesPerWG = 64 * HeadDim * int(sizeof(Out));
+  static constexpr int kKVBytes = BlockN * HeadDim * Inputs::kBytes;
   static constexpr int kProducerRegs = ConsumerWGs == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = ConsumerWGs == 2 ? 240 : 160;
 
@@ -58,9 +75,9 @@ struct FwdKernel {
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
   static constexpr int kOffV = kOffK + Stages * kKVBytes;
   static constexpr int kEndKV = kOffV + Stages * kKVBytes;
-  static constexpr bool kSeparateO = kEndKV + ConsumerWGs * kQBytesPerWG + 2048 <= 227 * 1024;
+  static constexpr bool kSeparateO = kEndKV + ConsumerWGs * kOBytesPerWG + 2048 <= 227 * 1024;
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
-  static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kQBytesPerWG : kEndKV;
+  static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
@@ -69,13 +86,18 @@ struct FwdKernel {
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
+  static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
+  static_assert(!kFp8 || BlockN == 64 || BlockN == 128, "a V^T row of BlockN keys is one swizzle row");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   struct Smem {
     uint32_t base;
-    __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * 128; }
-    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kQBytesPerWG + panel * 64 * 128; }
-    __device__ uint32_t k(int stage, int panel) const { return base + kOffK + stage * kKVBytes + panel * BlockN * 128; }
+    __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kQRowBytes; }
+    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kOBytesPerWG + panel * 64 * 128; }
+    __device__ uint32_t k(int stage, int panel) const {
+      return base + kOffK + stage * kKVBytes + panel * BlockN * kRowBytes;
+    }
+    // 16-bit: 64-column panels of key-major V; e4m3: V^T, HeadDim rows of BlockN keys.
     __device__ uint32_t v(int stage, int panel) const { return base + kOffV + stage * kKVBytes + panel * BlockN * 128; }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
@@ -134,29 +156,88 @@ struct FwdKernel {
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
 
       for (int wg = 0; wg < ConsumerWGs; ++wg)
-        for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * 64, tile.m_block * kBlockM + wg * 64,
-                           tile.head, tile.batch);
+        for (int panel = 0; panel < kQPanels; ++panel)
+          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kQRowBytes / Inputs::kBytes,
+                           tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
 
-      auto load = [&](PipelineState<Stages>& ring, uint32_t empty, uint32_t full, const void* map, uint32_t dst_stage,
-                      int n) {
-        ptx::mbarrier_wait(empty, ring.phase ^ 1);
+      auto load_k = [&](int n) {
+        ptx::mbarrier_wait(smem.k_empty(k_ring.index), k_ring.phase ^ 1);
+        const uint32_t full = smem.k_full(k_ring.index);
         ptx::mbarrier_arrive_expect_tx(full, kKVBytes);
         for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(dst_stage + panel * BlockN * 128, map, full, panel * 64, n * BlockN, head_kv, tile.batch);
-        ring.advance();
+          ptx::tma_load_4d(smem.k(k_ring.index, panel), &p.tm_k, full, panel * kRowElems, n * BlockN, head_kv,
+                           tile.batch);
+        k_ring.advance();
+      };
+      auto load_v = [&](int n) {
+        ptx::mbarrier_wait(smem.v_empty(v_ring.index), v_ring.phase ^ 1);
+        const uint32_t full = smem.v_full(v_ring.index);
+        ptx::mbarrier_arrive_expect_tx(full, kKVBytes);
+        if constexpr (kFp8) {
+          ptx::tma_load_4d(smem.v(v_ring.index, 0), &p.tm_v, full, n * BlockN, 0, head_kv, tile.batch);
+        } else {
+          for (int panel = 0; panel < HeadDim / 64; ++panel)
+            ptx::tma_load_4d(smem.v(v_ring.index, panel), &p.tm_v, full, panel * 64, n * BlockN, head_kv, tile.batch);
+        }
+        v_ring.advance();
       };
       for (int n = range.n_max - 1; n >= range.n_min; --n) {
-        load(k_ring, smem.k_empty(k_ring.index), smem.k_full(k_ring.index), &p.tm_k, smem.k(k_ring.index, 0), n);
-        if (n + 1 < range.n_max)
-          load(v_ring, smem.v_empty(v_ring.index), smem.v_full(v_ring.index), &p.tm_v, smem.v(v_ring.index, 0), n + 1);
+        load_k(n);
+        if (n + 1 < range.n_max) load_v(n + 1);
       }
-      if (range.n_max > range.n_min)
-        load(v_ring, smem.v_empty(v_ring.index), smem.v_full(v_ring.index), &p.tm_v, smem.v(v_ring.index, 0),
-             range.n_min);
+      if (range.n_max > range.n_min) load_v(range.n_min);
       q_phase ^= 1;
     }
   }
+
+  // FP8 descales of one tile (16-bit inputs: the plain softmax scale, and no-ops). Scores of key
+  // block n are scaled by the row's Q descale times the block's K descale. O is accumulated in
+  // units of the V descale of the block added last: moving to block n multiplies O by
+  // v(last) / v(n), folded into the rescale the softmax asks for anyway, and the output takes
+  // the last block's descale with its normalisation. Blocks come in descending order, so each
+  // block's descales are loaded while the one before it is processed, off the softmax's path.
+  struct Descales {
+    const float* k = nullptr;
+    const float* v = nullptr;
+    float q[2] = {1.f, 1.f};
+    float k_next = 1.f, v_next = 1.f;  // of the block the softmax takes next
+    float v_last = 1.f;
+
+    __device__ Descales(const FwdParams& p, const Tile& tile, int row0, int n_first) {
+      if constexpr (kFp8) {
+        const size_t q_base = (size_t(tile.batch) * p.heads_q + tile.head) * p.q_descale_blocks;
+        const size_t k_base =
+            (size_t(tile.batch) * (p.heads_q / p.group_size) + tile.head / p.group_size) * p.k_descale_blocks;
+        k = p.k_descale + k_base;
+        v = p.v_descale + k_base;
+        // Rows past seqlen_q are computed but never stored; any finite descale does for them.
+        for (int r = 0; r < 2; ++r)
+          q[r] = __ldg(p.q_descale + q_base + min(row0 + 8 * r, p.seqlen_q - 1) / p.q_descale_rows);
+        load(p, n_first);
+      }
+    }
+    __device__ void load(const FwdParams& p, int n) {
+      const int block = max(n, 0) * BlockN / p.k_descale_rows;  // past the last block: any valid one
+      k_next = __ldg(k + block);
+      v_next = __ldg(v + block);
+    }
+    __device__ void score_scale(const FwdParams& p, float (&scale)[2]) const {
+      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q[r] * k_next : 1.f);
+    }
+    __device__ void to_block_units(const FwdParams& p, int n, float (&rescale)[2]) {
+      if constexpr (kFp8) {
+        const float ratio = v_last / v_next;
+        rescale[0] *= ratio;
+        rescale[1] *= ratio;
+        v_last = v_next;
+        load(p, n - 1);
+      }
+    }
+    __device__ void to_output_units(float (&inv_sum)[2]) const {
+      inv_sum[0] *= v_last;
+      inv_sum[1] *= v_last;
+    }
+  };
 
   // Pingpong: consumer warpgroups take turns issuing their GEMMs (barrier kBarTurn + wg opens
   // warpgroup wg's turn), so one warpgroup's softmax runs while another's GEMMs hold the tensor cores.
@@ -167,26 +248,44 @@ struct FwdKernel {
     if constexpr (Pingpong) ptx::named_barrier_arrive(kBarTurn + (wg + 1) % ConsumerWGs, 256);
   }
 
+  // With two Q terms the k-slices run over [Q1 | Q2] while K's wrap around: S = Q1 K^T + Q2 K^T.
   __device__ static void issue_qk(float (&s)[BlockN / 2], const Smem& smem, int wg, int stage) {
+    constexpr int kStepsPerRow = kRowBytes / 32;
+    constexpr int kQStepsPerRow = kQRowBytes / 32;
     ptx::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < HeadDim / 16; ++kk) {
-      const uint32_t q_addr = smem.q(wg, kk / 4) + (kk % 4) * 32;
-      const uint32_t k_addr = smem.k(stage, kk / 4) + (kk % 4) * 32;
-      Wgmma<T, BlockN>::ss(s, ptx::smem_desc_kmajor_sw128(q_addr), ptx::smem_desc_kmajor_sw128(k_addr), kk > 0);
+    for (int kk = 0; kk < kKSteps * Inputs::kQTerms; ++kk) {
+      const int kk_k = kk % kKSteps;
+      const uint32_t q_addr = smem.q(wg, kk / kQStepsPerRow) + (kk % kQStepsPerRow) * 32;
+      const uint32_t k_addr = smem.k(stage, kk_k / kStepsPerRow) + (kk_k % kStepsPerRow) * 32;
+      Wgmma<In, BlockN>::ss(s, ptx::smem_desc_kmajor<kQRowBytes>(q_addr), ptx::smem_desc_kmajor<kRowBytes>(k_addr),
+                            kk > 0);
     }
     ptx::wgmma_commit();
   }
 
-  __device__ static void issue_pv(float (&o)[HeadDim / 2], const uint32_t (&p_frag)[BlockN / 4], const Smem& smem,
+  __device__ static void issue_pv(float (&o)[HeadDim / 2], const uint32_t (&p_frag)[kPRegs], const Smem& smem,
                                   int stage) {
     ptx::wgmma_fence();
+    if constexpr (kFp8) {
+      // A V^T row is BlockN keys, one swizzle row, stepped through 32 keys per k-slice.
 #pragma unroll
-    for (int kk = 0; kk < BlockN / 16; ++kk) {
-      const uint32_t v_addr = smem.v(stage, 0) + kk * 16 * 128;
-      Wgmma<T, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128(v_addr, BlockN * 128), 1);
+      for (int kk = 0; kk < BlockN / 32; ++kk)
+        Wgmma<In, HeadDim>::rs(o, a_slice(p_frag, kk), ptx::smem_desc_kmajor<BlockN>(smem.v(stage, 0) + kk * 32), 1);
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < BlockN / 16; ++kk) {
+        const uint32_t v_addr = smem.v(stage, 0) + kk * 16 * 128;
+        Wgmma<In, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128(v_addr, BlockN * 128), 1);
+      }
     }
     ptx::wgmma_commit();
+  }
+
+  // Most blocks leave every row's factor at exactly 1 (MaxSlack, FP8 block descales aside): the
+  // warp then skips the multiply, which at head dim 256 costs four times the softmax's exponentials.
+  __device__ static void rescale_output(float (&o)[HeadDim / 2], const float (&rescale)[2]) {
+    if (__any_sync(0xffffffff, rescale[0] != 1.f || rescale[1] != 1.f)) scale_rows(o, rescale);
   }
 
   // Hands a K or V stage back to the producer once every warp of this warpgroup is done with it.
@@ -216,11 +315,15 @@ struct FwdKernel {
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
-      OnlineSoftmax softmax;
+      Descales descales(p, tile, row0, range.n_max - 1);
+      OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-        softmax.step(s, p.scale_log2, rescale);
+        float scale[2];
+        descales.score_scale(p, scale);
+        softmax.step(s, scale, rescale);
+        descales.to_block_units(p, n, rescale);
       };
 
       float o[HeadDim / 2];
@@ -230,7 +333,7 @@ struct FwdKernel {
       softmax.reset();
 
       float s[BlockN / 2];
-      uint32_t p_frag[BlockN / 4];
+      uint32_t p_frag[kPRegs];
       float rescale[2];
       // One turn on the tensor cores: S = Q K^T on the next K stage and/or O += P V on the next V stage.
       auto issue = [&](bool qk, bool pv) {
@@ -263,7 +366,7 @@ struct FwdKernel {
           ptx::wgmma_wait<0>();
           qk_done(n);
           softmax_block(s, n, rescale);
-          pack_fragments<T>(s, p_frag);
+          pack_p<Inputs>(s, p_frag);
           for (--n; n >= range.n_min; --n) {
             issue(true, true);
             ptx::wgmma_wait<1>();
@@ -272,8 +375,8 @@ struct FwdKernel {
             ptx::wgmma_wait<0>();
             pv_done();
             // O holds P_prev V at the old row max; bring it to the new one before adding more.
-            scale_rows(o, rescale);
-            pack_fragments<T>(s, p_frag);
+            rescale_output(o, rescale);
+            pack_p<Inputs>(s, p_frag);
           }
           issue(false, true);
           ptx::wgmma_wait<0>();
@@ -285,8 +388,8 @@ struct FwdKernel {
           ptx::wgmma_wait<0>();
           qk_done(n);
           softmax_block(s, n, rescale);
-          scale_rows(o, rescale);
-          pack_fragments<T>(s, p_frag);
+          rescale_output(o, rescale);
+          pack_p<Inputs>(s, p_frag);
           issue(false, true);
           ptx::wgmma_wait<0>();
           pv_done();
@@ -295,18 +398,19 @@ struct FwdKernel {
 
       float inv_sum[2], lse[2];
       softmax.finish(inv_sum, lse);
+      descales.to_output_units(inv_sum);
       if (lane % 4 == 0) {
         float* lse_row = p.lse + (size_t(tile.batch) * p.heads_q + tile.head) * p.seqlen_q;
         if (row0 < p.seqlen_q) lse_row[row0] = lse[0];
         if (row0 + 8 < p.seqlen_q) lse_row[row0 + 8] = lse[1];
       }
 
-      uint8_t* staging = smem_ptr + kOffO + wg * kQBytesPerWG;
-      stage_output<T, HeadDim>(o, inv_sum, staging, 64 * 128, warp, lane);
+      uint8_t* staging = smem_ptr + kOffO + wg * kOBytesPerWG;
+      stage_output<Out, HeadDim>(o, inv_sum, staging, 64 * 128, warp, lane);
       ptx::fence_async_shared();
       ptx::named_barrier_sync(kBarEpilogue + wg, 128);
       if (tid == 0) {
-        for (int panel = 0; panel < kPanels; ++panel)
+        for (int panel = 0; panel < HeadDim / 64; ++panel)  // O is 16-bit: 64-column panels
           ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), panel * 64, tile.m_block * kBlockM + wg * 64, tile.head,
                             tile.batch);
         ptx::tma_store_commit();

@@ -7,9 +7,10 @@
 namespace flash3 {
 
 struct FwdParams {  // CUtensorMap is alignas(128) in CUDA 13, so the struct is too
-  CUtensorMap tm_q;  // (headdim, seqlen_q, heads_q, batch), box (64, 64)
-  CUtensorMap tm_k;  // (headdim, seqlen_k, heads_kv, batch), box (64, BlockN)
-  CUtensorMap tm_v;  // (headdim, seqlen_k, heads_kv, batch), box (64, BlockN)
+  // Boxes span one swizzle row: 64 16-bit or 128 (head dim 64: 64) e4m3 elements.
+  CUtensorMap tm_q;  // (headdim, seqlen_q, heads_q, batch), box (row, 64)
+  CUtensorMap tm_k;  // (headdim, seqlen_k, heads_kv, batch), box (row, BlockN)
+  CUtensorMap tm_v;  // 16-bit: like tm_k; e4m3: V^T (keys, headdim, heads_kv, batch), box (BlockN, headdim)
   CUtensorMap tm_o;  // (headdim, seqlen_q, heads_q, batch), box (64, 64)
   float* lse;        // (batch, heads_q, seqlen_q), contiguous
   int seqlen_q;
@@ -21,12 +22,22 @@ struct FwdParams {  // CUtensorMap is alignas(128) in CUDA 13, so the struct is 
   float scale_log2;  // softmax_scale * log2(e): exp2 replaces exp with the scale folded in
   int num_m_blocks;
   const int* schedule;  // per-CTA tile lists (src/cuda/schedule.ts): gridDim.x + 1 offsets, then tiles
+  // FP8 only: x = stored * descale, one descale per (batch, head, block of rows), contiguous.
+  const float* q_descale;
+  const float* k_descale;
+  const float* v_descale;  // blocked like k
+  int q_descale_rows;      // rows per Q descale
+  int k_descale_rows;      // keys per K/V descale, a multiple of BlockN
+  int q_descale_blocks;    // per (batch, head)
+  int k_descale_blocks;
 };
 
 static_assert(offsetof(FwdParams, lse) == 512, "host layout");
 static_assert(offsetof(FwdParams, seqlen_q) == 520, "host layout");
 static_assert(offsetof(FwdParams, scale_log2) == 544, "host layout");
 static_assert(offsetof(FwdParams, schedule) == 552, "host layout");
+static_assert(offsetof(FwdParams, q_descale) == 560, "host layout");
+static_assert(offsetof(FwdParams, q_descale_rows) == 584, "host layout");
 static_assert(sizeof(FwdParams) == 640 && alignof(FwdParams) == 128, "host layout");
 
 }  // namespace flash3

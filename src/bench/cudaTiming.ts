@@ -5,6 +5,7 @@
 import type { DType } from '../dtype.js';
 import { Event, CudaContext } from '../cuda/context.js';
 import { planForward } from '../cuda/forward.js';
+import { vtSeqlenPad } from '../cuda/quantize.js';
 import type { Variant } from '../cuda/kernels.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
@@ -51,18 +52,43 @@ export class BenchBuffers {
   }
 }
 
-export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions = DEFAULT_TIMING, variant: Variant = 'default'): number {
+/**
+ * FP8 buffers (float8_e4m3) time the FP8 kernel alone, as FA3's FP8 numbers are: the third buffer
+ * is read as V^T already in the kernel's layout, and the output is bf16. The V^T
+ * re-layout (one pass over V, src/cuda/quantize.ts) is not part of the time.
+ */
+export function timeCudaForward(
+  buffers: BenchBuffers,
+  p: BenchPoint,
+  timing: TimingOptions = DEFAULT_TIMING,
+  variant: Variant = 'default',
+  qTerms: 1 | 2 = 1,
+): number {
   const shape = [p.batch, p.seqlen, p.heads, p.headDim];
   const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
-  const [q, k, v] = buffers.tensors.map((t) => t.view(shape, strides, 0));
-  const out = Tensor.empty(shape, buffers.dtype, 'cuda');
+  const [q1, k, v] = buffers.tensors.map((t) => t.view(shape, strides, 0));
+  // The accuracy mode's q is (batch, seqlen, heads, 2 · headDim): [q1 | q2] (BenchBuffers sized for it).
+  const q = qTerms === 2 ? buffers.tensors[0].view([p.batch, p.seqlen, p.heads, 2 * p.headDim], strides.map((x, i) => (i < 3 ? 2 * x : x)), 0) : q1;
+  const fp8 = buffers.dtype === 'float8_e4m3';
+  const out = Tensor.empty(shape, fp8 ? 'bfloat16' : buffers.dtype, 'cuda');
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
   const start = new Event(ctx);
   const end = new Event(ctx);
+  const blockRows = 128;
+  // Block descales that differ from block to block, as real block-quantized inputs have: with
+  // equal ones the kernel would skip rescaling O between key blocks, which it cannot do in use.
+  const blocks = p.batch * p.heads * Math.ceil(p.seqlen / blockRows);
+  const descales = fp8 ? Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => 1 + (i % 7) / 64), [blocks], 'float32').cuda() : null;
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
-    const plan = planForward(ctx, { q, k, v, out, lse }, validateAttentionInputs(q, k, v), opts, variant);
+    const vInput = descales
+      ? {
+          vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },
+          descale: { q: descales.devicePointer, k: descales.devicePointer, v: descales.devicePointer, qRows: blockRows, kRows: blockRows },
+        }
+      : v;
+    const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);
     try {
       for (let i = 0; i < timing.warmup; i++) plan.launch();
       ctx.synchronize();
@@ -80,6 +106,7 @@ export function timeCudaForward(buffers: BenchBuffers, p: BenchPoint, timing: Ti
   } finally {
     start.destroy();
     end.destroy();
-    for (const t of [q, k, v, out, lse]) t.dispose();
+    for (const t of new Set([q, q1, k, v, out, lse])) t.dispose();
+    descales?.dispose();
   }
 }

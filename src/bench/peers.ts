@@ -16,11 +16,19 @@ export interface PeerTimes {
   errors: Record<string, string>;
 }
 
-export type PeersResult = { ok: true; torch: string; cudnn: number; device: string; times: PeerTimes[] } | { ok: false; reason: string };
+export type PeersResult =
+  | { ok: true; torch: string; cudnn: number; device: string; times: PeerTimes[]; scaledMmTflops?: number }
+  | { ok: false; reason: string };
 
-/** `backward`: time each peer's backward alone (autograd of one retained forward) instead of its forward. */
-export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, backward = false): PeersResult {
-  const input = JSON.stringify({ dtype, points, ...timing, backward });
+export interface PeerOptions {
+  /** Also time torch._scaled_mm (e4m3, 8192³), the FP8 ceiling the FP8 bench reports. */
+  scaledMm?: boolean;
+  /** Time each peer's backward alone (autograd of one retained forward) instead of its forward. */
+  backward?: boolean;
+}
+
+export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, options: PeerOptions = {}): PeersResult {
+  const input = JSON.stringify({ dtype, points, ...timing, scaled_mm: options.scaledMm ?? false, backward: options.backward ?? false });
   const run = spawnSync('python3', [PEERS_SCRIPT], { input, encoding: 'utf8', maxBuffer: 16 << 20 });
   if (run.error) return { ok: false, reason: `python3 not runnable: ${run.error.message}` };
   if (run.status !== 0) {
@@ -32,6 +40,7 @@ export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', t
     cudnn: number;
     device: string;
     results: { cudnn_ms: number | null; flash_ms: number | null; errors: Record<string, string> }[];
+    scaled_mm_tflops?: number | null;
   };
   return {
     ok: true,
@@ -39,5 +48,6 @@ export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', t
     cudnn: parsed.cudnn,
     device: parsed.device,
     times: parsed.results.map((r) => ({ cudnnMs: r.cudnn_ms, flashMs: r.flash_ms, errors: r.errors })),
+    scaledMmTflops: parsed.scaled_mm_tflops ?? undefined,
   };
 }

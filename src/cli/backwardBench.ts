@@ -66,7 +66,7 @@ export function benchBackward(values: FlagValues, dtype: 'bfloat16' | 'float16',
   if (boolFlag(values, 'peers')) {
     process.stderr.write('flash3 bench --backward: timing PyTorch SDPA cuDNN and FA2 backwards on the same points (bench/peers.py)...\n');
     try {
-      peers = timePeers(points, dtype, timing, true);
+      peers = timePeers(points, dtype, timing, { backward: true });
     } catch (e) {
       peers = { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
     }

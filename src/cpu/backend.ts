@@ -3,11 +3,14 @@
  * exactly to float64, so it accepts anything the validator accepts and serves as ground truth.
  */
 import type { Backend } from '../backend.js';
+import { UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CpuProblem } from './problem.js';
+import { FP8_FORWARD_TILES } from '../cuda/kernels.js';
 import { attentionBackwardCpu } from './backward.js';
+import { fp8AttentionQuantized } from './fp8.js';
 import { referenceAttention } from './reference.js';
 
 /** The CPU kernels' view of validated tensors: contiguous float64 values (exact for every dtype). */
@@ -56,6 +59,28 @@ export const cpuBackend: Backend = {
     const { out, lse } = referenceAttention(cpuProblemOf(q, k, v, shape, opts));
     const [o, l] = toCallerDevice(shape, [
       Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype),
+      Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
+    ]);
+    return { out: o, lse: l };
+  },
+
+  supportsFp8: (shape) => (shape.headDimV === shape.headDim ? null : 'FP8 needs equal q/k and v head dims'),
+
+  // Emulates the CUDA FP8 kernel, blocking included (head dims without a kernel use 128 x 128).
+  forwardFp8({ q, k, v }, shape, opts, outDtype) {
+    const p = { ...cpuProblemOf(k.data, k.data, v.data, shape, opts), q: q.summedValues() };
+    const tile = FP8_FORWARD_TILES[shape.headDim as keyof typeof FP8_FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
+    if (k.blockRows % tile.blockN !== 0) {
+      throw new UnsupportedError(`k and v are scaled per ${k.blockRows} keys, not a multiple of the FP8 key block ${tile.blockN}`, {
+        param: 'k.blockRows',
+        value: k.blockRows,
+        fix: `quantize k and v with blockRows a multiple of ${tile.blockN} (the default, 128, is)`,
+      });
+    }
+    const descales = { q: q.descale.toFloat64Array(), k: k.descale.toFloat64Array(), v: v.descale.toFloat64Array(), qRows: q.blockRows, kRows: k.blockRows };
+    const { out, lse } = fp8AttentionQuantized(p, descales, tile);
+    const [o, l] = toCallerDevice(shape, [
+      Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], outDtype),
       Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
     ]);
     return { out: o, lse: l };

@@ -184,8 +184,58 @@ function splitSlicer(spec: SliceSpec, opts: Fp8AttentionOptions): (b: number, h:
     if (hadamard) hadamardRows(slice, dim, randomSigns(dim, opts.seed));
     const hi = quantizeFp8(slice, seqlen, dim, scaling);
     const approx = (qz: Fp8Quantized, e: number) => qz.values[e] * qz.descale[Math.floor(Math.floor(e / dim) / blockRows)];
-    const residual = slice.map((value, e) => value - approx(hi, e));
-    const lo = quantizeFp8(residual, seqlen, dim, scaling);
-    return { values: slice.map((_, e) => approx(hi, e) + approx(lo, e)), rowDescale: new Float64Array(seqlen).fill(1) };
+    // The residual keeps the first term's scale (Q2 = e4m3((Q - Q1·d1) / d1)), so one descale
+    // covers both terms and the GPU accumulates Q1·Kᵀ and Q2·Kᵀ in one wgmma chain.
+    const lo = slice.map((value, e) => {
+      const d1 = hi.descale[Math.floor(Math.floor(e / dim) / blockRows)];
+      return roundTo((value - approx(hi, e)) / d1, 'float8_e4m3') * d1;
+    });
+    return { values: slice.map((_, e) => approx(hi, e) + lo[e]), rowDescale: new Float64Array(seqlen).fill(1) };
   };
+}
+
+/** Descales of already-quantized inputs, one per (batch, head, block of rows), as QuantizedTensor holds them. */
+export interface Fp8Descales {
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+  qRows: number;
+  /** Keys per K and V descale, a multiple of the tile's blockN. */
+  kRows: number;
+}
+
+/**
+ * What the FP8 kernel computes from e4m3 q, k, v (`p` holds their values) and their descales:
+ * S in float32 scaled by the row's Q and the key's K descale, P rounded to e4m3 unscaled, each
+ * key block's P·V multiplied by its V descale. `tile` is the kernel's blocking (FP8_FORWARD_TILES).
+ */
+export function fp8AttentionQuantized(p: CpuProblem, d: Fp8Descales, tile: { blockM: number; blockN: number }): CpuResult {
+  validateProblem(p);
+  const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim, headDimV: dv } = p;
+  const steps = { ...tile, fp32: true, roundP: (x: number) => roundTo(x, 'float8_e4m3') };
+  const perRow = (descale: Float64Array, b: number, h: number, heads: number, seqlen: number, rows: number) => {
+    const blocks = Math.ceil(seqlen / rows);
+    const out = new Float64Array(seqlen);
+    for (let s = 0; s < seqlen; s++) out[s] = descale[(b * heads + h) * blocks + Math.floor(s / rows)];
+    return out;
+  };
+  const out = new Float64Array(batch * sq * headsQ * dv);
+  const lse = new Float64Array(batch * headsQ * sq);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < headsQ; h++) {
+      const kh = kvHeadOf(p, h);
+      const head: HeadInputs = {
+        q: gatherHead(p.q, sq, headsQ, headDim, b, h),
+        k: gatherHead(p.k, sk, headsKv, headDim, b, kh),
+        v: gatherHead(p.v, sk, headsKv, dv, b, kh),
+        qDescale: perRow(d.q, b, h, headsQ, sq, d.qRows),
+        kDescale: perRow(d.k, b, kh, headsKv, sk, d.kRows),
+        vDescale: perRow(d.v, b, kh, headsKv, sk, d.kRows),
+      };
+      const r = attendHeadTiled(p, head, steps);
+      scatterHead(out, r.o, sq, headsQ, dv, b, h);
+      lse.set(r.lse, lseIndex(p, b, h, 0));
+    }
+  }
+  return { out, lse };
 }

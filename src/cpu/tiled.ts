@@ -138,7 +138,9 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
       let m = -Infinity; // running max, log2 units
       let l = 0; // running sum of exp2(s - m)
       acc.fill(0);
-      for (let nb = nbLo; nb <= nbHi; nb++) {
+      // Last key block first, as the kernels walk them: the running max at each step, and so the
+      // rounding of P, is the GPU's.
+      for (let nb = nbHi; nb >= nbLo; nb--) {
         const n0 = nb * blockN;
         const n1 = Math.min(sk, n0 + blockN);
         const jLo = fullBlock[nb] ? n0 : Math.max(n0, rowLo);

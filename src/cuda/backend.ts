@@ -4,15 +4,17 @@
  * Every launch is followed by a synchronize so a device fault surfaces here, as a CudaError
  * naming the call, rather than at some later unrelated call.
  */
-import { registerBackend, type Backend, type ProbeResult } from '../backend.js';
+import { registerBackend, type Backend, type BackwardInputs, type Fp8Inputs, type Fp8OutDType, type ProbeResult } from '../backend.js';
+import { QuantizedTensor, registerDeviceQuantizer, hadamardSigns, type ResolvedQuantize } from '../fp8.js';
 import { UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { registerDeviceTransfer, Tensor } from '../tensor.js';
 import { CudaContext, probeCuda } from './context.js';
-import { cudaBackward } from './backward.js';
+import { gradientsOnDevice } from './backward.js';
 import { planForward } from './forward.js';
-import { FORWARD_HEAD_DIMS, missingCubins } from './kernels.js';
+import { launchDescaleAll, launchQuantize, MAX_TRANSPOSE_ROWS, vtSeqlenPad } from './quantize.js';
+import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS, missingCubins } from './kernels.js';
 
 let probed: ProbeResult | undefined;
 
@@ -41,7 +43,7 @@ function supports(shape: ProblemShape, opts: ResolvedOptions): string | null {
 }
 
 /** A tensor wrapped with fromDevicePointer may claim the wrong device: ask the driver. */
-export function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
+function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
   let owner: number;
   try {
     owner = ctx.deviceOfPointer(t.devicePointer);
@@ -60,53 +62,141 @@ export function checkResidence(ctx: CudaContext, name: string, t: Tensor): void 
   }
 }
 
-function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions) {
+function supportsFp8(shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2 = 1): string | null {
+  if (qTerms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(shape.headDim)) {
+    return `the two-term (accuracy mode) FP8 kernels take head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${shape.headDim}`;
+  }
+  if (!(FORWARD_HEAD_DIMS as readonly number[]).includes(shape.headDim)) return `head dim ${shape.headDim} (the FP8 kernels take ${FORWARD_HEAD_DIMS.join(', ')})`;
+  if (shape.headDimV !== shape.headDim) return `v head dim ${shape.headDimV} differs from q/k head dim ${shape.headDim}`;
+  if (opts.softcap !== 0) return 'softcap (not implemented in the CUDA kernels)';
+  return null;
+}
+
+/** Runs `body` on device copies of host tensors (device tensors as they are, residence checked), disposing the copies. */
+function onDevice<T>(shape: ProblemShape, named: [string, Tensor][], body: (ctx: CudaContext, device: number, tensors: Tensor[]) => T): T {
   const onHost = shape.location === 'cpu';
   const device = onHost ? 0 : shape.device;
   const ctx = CudaContext.get(device);
   const uploaded: Tensor[] = [];
-  const toDevice = (t: Tensor) => {
-    if (!onHost) return t;
-    const d = t.cuda(device);
-    uploaded.push(d);
-    return d;
-  };
   try {
-    const [dq, dk, dv] = [toDevice(q), toDevice(k), toDevice(v)];
-    if (!onHost) for (const [name, t] of [['q', dq], ['k', dk], ['v', dv]] as const) checkResidence(ctx, name, t);
-    const out = Tensor.empty([shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype, 'cuda', device);
-    const lse = Tensor.empty([shape.batch, shape.headsQ, shape.seqlenQ], 'float32', 'cuda', device);
-    try {
-      // All-ones bytes are NaN in every float format: an element the kernel fails to write cannot pass for a result.
-      ctx.memset8(out.devicePointer, 0xff, out.numel * 2);
-      ctx.memset8(lse.devicePointer, 0xff, lse.numel * 4);
-      const plan = planForward(ctx, { q: dq, k: dk, v: dv, out, lse }, shape, opts);
-      try {
-        plan.launch();
-        ctx.synchronize();
-      } finally {
-        plan.dispose();
+    const tensors = named.map(([name, t]) => {
+      if (!onHost) {
+        checkResidence(ctx, name, t);
+        return t;
       }
-    } catch (e) {
-      out.dispose();
-      lse.dispose();
-      throw e;
-    }
-    if (!onHost) return { out, lse };
-    try {
-      return { out: out.cpu(), lse: lse.cpu() };
-    } finally {
-      out.dispose();
-      lse.dispose();
-    }
+      const d = t.cuda(device);
+      uploaded.push(d);
+      return d;
+    });
+    return body(ctx, device, tensors);
   } finally {
     for (const t of uploaded) t.dispose();
   }
 }
 
-export const cudaBackend: Backend = { name: 'cuda', probe, supports, forward, backward: cudaBackward };
+/** Allocates out and lse on the device poisoned with NaN, runs `launch`, and returns them where the caller's inputs live. */
+function withOutputs(ctx: CudaContext, shape: ProblemShape, device: number, outDtype: Fp8OutDType, launch: (out: Tensor, lse: Tensor) => void) {
+  const out = Tensor.empty([shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], outDtype, 'cuda', device);
+  const lse = Tensor.empty([shape.batch, shape.headsQ, shape.seqlenQ], 'float32', 'cuda', device);
+  try {
+    // All-ones bytes are NaN in every float format: an element the kernel fails to write cannot pass for a result.
+    ctx.memset8(out.devicePointer, 0xff, out.numel * 2);
+    ctx.memset8(lse.devicePointer, 0xff, lse.numel * 4);
+    launch(out, lse);
+    ctx.synchronize();
+  } catch (e) {
+    out.dispose();
+    lse.dispose();
+    throw e;
+  }
+  if (shape.location !== 'cpu') return { out, lse };
+  try {
+    return { out: out.cpu(), lse: lse.cpu() };
+  } finally {
+    out.dispose();
+    lse.dispose();
+  }
+}
+
+/**
+ * FP8 forward: V is re-laid out as V^T (keys contiguous, P-register order) by one pass of the
+ * quantization kernel, then the e4m3 forward runs on Q, K, V^T and the descales.
+ */
+function forwardFp8({ q, k, v }: Fp8Inputs, shape: ProblemShape, opts: ResolvedOptions, outDtype: Fp8OutDType) {
+  const named: [string, Tensor][] = [
+    ['q', q.data], ['k', k.data], ['v', v.data], ['q.descale', q.descale], ['k.descale', k.descale], ['v.descale', v.descale],
+  ];
+  return onDevice(shape, named, (ctx, device, [qd, kd, vd, qs, ks, vs]) => {
+    const seqlenPad = vtSeqlenPad(shape.seqlenK);
+    const vt = ctx.alloc(shape.batch * shape.headsKv * shape.headDim * seqlenPad);
+    try {
+      launchQuantize(ctx, { x: vd, out: vt.ptr, descale: 0n, blockRows: MAX_TRANSPOSE_ROWS, mode: 'copy', transposed: true, signs: null });
+      ctx.synchronize();
+      return withOutputs(ctx, shape, device, outDtype, (out, lse) => {
+        const fp8 = {
+          vt: { ptr: vt.ptr, seqlenPad, headDim: shape.headDim, heads: shape.headsKv, batch: shape.batch },
+          descale: { q: qs.devicePointer, k: ks.devicePointer, v: vs.devicePointer, qRows: q.blockRows, kRows: k.blockRows },
+        };
+        launchPlan(planForward(ctx, { q: qd, k: kd, v: fp8, out, lse }, shape, opts), ctx);
+      });
+    } finally {
+      vt.free();
+    }
+  });
+}
+
+function quantizeOnDevice(x: Tensor, o: ResolvedQuantize): QuantizedTensor {
+  const ctx = CudaContext.get(x.device);
+  checkResidence(ctx, 'x', x);
+  const [b, s, h, d] = x.shape;
+  const data = Tensor.empty([b, s, h, d * o.terms], 'float8_e4m3', 'cuda', x.device);
+  const descale = Tensor.empty([b, h, Math.ceil(s / o.blockRows)], 'float32', 'cuda', x.device);
+  try {
+    const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? hadamardSigns(d, o.seed) : null, terms: o.terms };
+    if (o.scaling === 'block') {
+      launchQuantize(ctx, { ...base, mode: 'block' });
+    } else {
+      launchQuantize(ctx, { ...base, mode: 'amax' });
+      launchDescaleAll(ctx, descale.devicePointer, descale.numel);
+      launchQuantize(ctx, { ...base, mode: 'use-descale' });
+    }
+    ctx.synchronize();
+    return new QuantizedTensor(data, descale, o.blockRows, o.hadamard ? o.seed : null, o.terms);
+  } catch (e) {
+    data.dispose();
+    descale.dispose();
+    throw e;
+  }
+}
+
+function launchPlan(plan: ReturnType<typeof planForward>, ctx: CudaContext): void {
+  try {
+    plan.launch();
+    ctx.synchronize();
+  } finally {
+    plan.dispose();
+  }
+}
+
+function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions) {
+  return onDevice(shape, [['q', q], ['k', k], ['v', v]], (ctx, device, [dq, dk, dv]) =>
+    withOutputs(ctx, shape, device, shape.dtype as Fp8OutDType, (out, lse) =>
+      launchPlan(planForward(ctx, { q: dq, k: dk, v: dv, out, lse }, shape, opts), ctx),
+    ),
+  );
+}
+
+function backward(q: Tensor, k: Tensor, v: Tensor, grads: BackwardInputs, shape: ProblemShape, opts: ResolvedOptions) {
+  const named: [string, Tensor][] = [['q', q], ['k', k], ['v', v], ['out', grads.out], ['dout', grads.dout], ['lse', grads.lse]];
+  return onDevice(shape, named, (ctx, device, [qd, kd, vd, out, dout, lse]) =>
+    gradientsOnDevice(ctx, device, { q: qd, k: kd, v: vd, out, dout, lse }, shape, opts, grads.deterministic ?? false),
+  );
+}
+
+export const cudaBackend: Backend = { name: 'cuda', probe, supports, forward, backward, supportsFp8, forwardFp8 };
 
 registerBackend(cudaBackend);
+registerDeviceQuantizer(quantizeOnDevice);
 
 registerDeviceTransfer({
   alloc(bytes, device) {

@@ -1,17 +1,15 @@
 /**
  * The CUDA backward: plans the three launches of one gradient computation (pre-pass, main kernel,
- * dQ conversion) over the caller's strided tensors, and the backend entry that allocates the
- * gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator and, in
+ * dQ conversion) over the caller's strided tensors, and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator and, in
  * deterministic mode, the dQ semaphores) and can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
 import { StrideError } from '../errors.js';
-import type { BackwardInputs, BackwardResult } from '../backend.js';
+import type { BackwardResult } from '../backend.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
-import { checkResidence } from './backend.js';
-import { CudaContext, type Stream } from './context.js';
+import type { CudaContext, Stream } from './context.js';
 import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
 import { checkTmaLayout, tensorMap } from './forward.js';
 import { backwardCubinPath, type KernelElement } from './kernels.js';
@@ -189,48 +187,43 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   };
 }
 
-/** The cuda backend's `backward`: host tensors round-trip through the device, device tensors stay there. */
-export function cudaBackward(q: Tensor, k: Tensor, v: Tensor, grads: BackwardInputs, shape: ProblemShape, opts: ResolvedOptions): BackwardResult {
-  const onHost = shape.location === 'cpu';
-  const device = onHost ? 0 : shape.device;
-  const ctx = CudaContext.get(device);
-  const uploaded: Tensor[] = [];
-  const toDevice = (t: Tensor) => {
-    if (!onHost) return t;
-    const d = t.cuda(device);
-    uploaded.push(d);
-    return d;
+/**
+ * The gradients of one problem whose inputs are already on `device`: dq, dk, dv allocated and
+ * poisoned with NaN, the plan launched and waited for, and the gradients returned where the
+ * caller's inputs live (downloaded when those were host tensors).
+ */
+export function gradientsOnDevice(
+  ctx: CudaContext,
+  device: number,
+  inputs: Omit<BackwardTensors, 'dq' | 'dk' | 'dv'>,
+  shape: ProblemShape,
+  opts: ResolvedOptions,
+  deterministic: boolean,
+): BackwardResult {
+  const outputs = {
+    dq: Tensor.empty(inputs.q.shape, shape.dtype, 'cuda', device),
+    dk: Tensor.empty(inputs.k.shape, shape.dtype, 'cuda', device),
+    dv: Tensor.empty(inputs.v.shape, shape.dtype, 'cuda', device),
   };
+  const all = Object.values(outputs);
   try {
-    const inputs = { q: toDevice(q), k: toDevice(k), v: toDevice(v), out: toDevice(grads.out), dout: toDevice(grads.dout), lse: toDevice(grads.lse) };
-    if (!onHost) for (const [name, t] of Object.entries(inputs)) checkResidence(ctx, name, t);
-    const outputs = {
-      dq: Tensor.empty(q.shape, shape.dtype, 'cuda', device),
-      dk: Tensor.empty(k.shape, shape.dtype, 'cuda', device),
-      dv: Tensor.empty(v.shape, shape.dtype, 'cuda', device),
-    };
-    const all = Object.values(outputs);
+    // All-ones bytes are NaN in every float format: a gradient the kernels fail to write cannot pass for a result.
+    for (const t of all) ctx.memset8(t.devicePointer, 0xff, t.numel * bytesPerElement(t.dtype));
+    const plan = planBackward(ctx, { ...inputs, ...outputs }, shape, opts, deterministic);
     try {
-      // All-ones bytes are NaN in every float format: a gradient the kernels fail to write cannot pass for a result.
-      for (const t of all) ctx.memset8(t.devicePointer, 0xff, t.numel * bytesPerElement(t.dtype));
-      const plan = planBackward(ctx, { ...inputs, ...outputs }, shape, opts, grads.deterministic ?? false);
-      try {
-        plan.launch();
-        ctx.synchronize();
-      } finally {
-        plan.dispose();
-      }
-    } catch (e) {
-      for (const t of all) t.dispose();
-      throw e;
-    }
-    if (!onHost) return outputs;
-    try {
-      return { dq: outputs.dq.cpu(), dk: outputs.dk.cpu(), dv: outputs.dv.cpu() };
+      plan.launch();
+      ctx.synchronize();
     } finally {
-      for (const t of all) t.dispose();
+      plan.dispose();
     }
+  } catch (e) {
+    for (const t of all) t.dispose();
+    throw e;
+  }
+  if (shape.location !== 'cpu') return outputs;
+  try {
+    return { dq: outputs.dq.cpu(), dk: outputs.dk.cpu(), dv: outputs.dv.cpu() };
   } finally {
-    for (const t of uploaded) t.dispose();
+    for (const t of all) t.dispose();
   }
 }

@@ -3,15 +3,15 @@
  * struct, and the persistent grid. The plan can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
-import { StrideError } from '../errors.js';
+import { StrideError, UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
-import { packFwdParams, FWD_PARAMS_ALIGN } from './fwdParams.js';
-import { forwardKernel, type KernelElement, type Variant } from './kernels.js';
+import { packFwdParams, FWD_PARAMS_ALIGN, type Fp8Descales } from './fwdParams.js';
+import { forwardKernel, type ForwardInputs, type KernelElement, type Variant } from './kernels.js';
 import { planSchedule } from './schedule.js';
-import { encodeTensorMapTiled } from './tensormap.js';
+import { encodeTensorMapTiled, type TensorMapDType } from './tensormap.js';
 
 export interface ForwardPlan {
   /** Queues the kernel on `stream` (default stream when omitted); does not wait. */
@@ -39,31 +39,72 @@ export function checkTmaLayout(name: string, t: Tensor): void {
   }
 }
 
-/** (headdim, seqlen, heads, batch) view of a (batch, seqlen, heads, headdim) tensor, 64-column boxes. */
+/**
+ * (headdim, seqlen, heads, batch) view of a (batch, seqlen, heads, headdim) tensor; a box row is
+ * one swizzle row (kernels/fwd/kernel.cuh: 128 bytes, or 64 for e4m3 at head dim 64).
+ */
 export function tensorMap(ctx: CudaContext, t: Tensor, boxRows: number): Uint8Array {
   const esize = bytesPerElement(t.dtype);
   const [b, s, h, d] = t.shape;
+  const rowBytes = Math.min(128, d * esize);
   return encodeTensorMapTiled(ctx, {
-    dtype: t.dtype as KernelElement,
+    dtype: t.dtype as TensorMapDType,
     globalAddress: t.devicePointer,
     globalDims: [d, s, h, b],
     globalStridesBytes: [t.strides[1] * esize, t.strides[2] * esize, t.strides[0] * esize],
-    boxDims: [64, boxRows, 1, 1],
-    swizzle: '128B',
+    boxDims: [rowBytes / esize, boxRows, 1, 1],
+    swizzle: rowBytes === 128 ? '128B' : '64B',
     l2Promotion: '256B',
   });
 }
 
+/** V^T of the FP8 forward, (keys padded, headdim, heads, batch) e4m3 bytes; a box is blockN keys of every head-dim row. */
+function vtTensorMap(ctx: CudaContext, vt: Fp8ValueLayout, blockN: number): Uint8Array {
+  const { ptr, seqlenPad, headDim, heads, batch } = vt;
+  return encodeTensorMapTiled(ctx, {
+    dtype: 'float8_e4m3',
+    globalAddress: ptr,
+    globalDims: [seqlenPad, headDim, heads, batch],
+    globalStridesBytes: [seqlenPad, seqlenPad * headDim, seqlenPad * headDim * heads],
+    boxDims: [blockN, headDim, 1, 1],
+    swizzle: blockN === 128 ? '128B' : '64B',
+    l2Promotion: '256B',
+  });
+}
+
+/** What the FP8 forward reads besides Q and K: V^T (src/cuda/quantize.ts) and the descales. */
+export interface Fp8ForwardInputs {
+  vt: Fp8ValueLayout;
+  descale: Omit<Fp8Descales, 'kBlocks' | 'qBlocks'>;
+}
+
+export interface Fp8ValueLayout {
+  ptr: bigint;
+  seqlenPad: number;
+  headDim: number;
+  heads: number;
+  batch: number;
+}
+
 export function planForward(
   ctx: CudaContext,
-  tensors: { q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor },
+  tensors: { q: Tensor; k: Tensor; v: Tensor | Fp8ForwardInputs; out: Tensor; lse: Tensor },
   shape: ProblemShape,
   opts: ResolvedOptions,
   variant: Variant = 'default',
 ): ForwardPlan {
   const { q, k, v, out, lse } = tensors;
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) checkTmaLayout(name, t);
-  const kernel = forwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
+  const fp8 = v instanceof Tensor ? null : v;
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
+  const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
+  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant);
+  if (fp8 && fp8.descale.kRows % kernel.blockN !== 0) {
+    throw new UnsupportedError(`k and v are scaled per ${fp8.descale.kRows} keys, but the FP8 kernel at head dim ${shape.headDim} walks keys in blocks of ${kernel.blockN}`, {
+      param: 'k.blockRows',
+      value: fp8.descale.kRows,
+      fix: `quantize k and v with blockRows a multiple of ${kernel.blockN} (the default, 128, is)`,
+    });
+  }
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);
   const numTiles = numMBlocks * shape.headsQ * shape.batch;
   const grid = Math.min(numTiles, ctx.multiprocessorCount);
@@ -84,7 +125,7 @@ export function planForward(
   const params = packFwdParams({
     tmQ: tensorMap(ctx, q, 64),
     tmK: tensorMap(ctx, k, kernel.blockN),
-    tmV: tensorMap(ctx, v, kernel.blockN),
+    tmV: fp8 ? vtTensorMap(ctx, fp8.vt, kernel.blockN) : tensorMap(ctx, v as Tensor, kernel.blockN),
     tmO: tensorMap(ctx, out, 64),
     lse: lse.devicePointer,
     seqlenQ: shape.seqlenQ,
@@ -96,6 +137,13 @@ export function planForward(
     scaleLog2: opts.softmaxScale * Math.LOG2E,
     numMBlocks,
     schedule: scheduleBuffer.ptr,
+    descale: fp8
+      ? {
+          ...fp8.descale,
+          qBlocks: Math.ceil(shape.seqlenQ / fp8.descale.qRows),
+          kBlocks: Math.ceil(shape.seqlenK / fp8.descale.kRows),
+        }
+      : undefined,
   });
   return {
     dispose: () => scheduleBuffer.free(),

@@ -23,6 +23,18 @@ export interface FwdParams {
   numMBlocks: number;
   /** Device address of the per-CTA tile lists (src/cuda/schedule.ts). */
   schedule: bigint;
+  /** FP8 inputs only (absent for 16-bit): descales per (batch, head, block of rows). */
+  descale?: Fp8Descales;
+}
+
+export interface Fp8Descales {
+  q: bigint;
+  k: bigint;
+  v: bigint;
+  qRows: number;
+  kRows: number;
+  qBlocks: number;
+  kBlocks: number;
 }
 
 export function packFwdParams(p: FwdParams): Uint8Array {
@@ -42,5 +54,10 @@ export function packFwdParams(p: FwdParams): Uint8Array {
   for (const [offset, value] of ints) view.setInt32(offset, value, true);
   view.setFloat32(544, p.scaleLog2, true);
   view.setBigUint64(552, p.schedule, true);
+  if (p.descale) {
+    const d = p.descale;
+    [d.q, d.k, d.v].forEach((ptr, i) => view.setBigUint64(560 + 8 * i, ptr, true));
+    [d.qRows, d.kRows, d.qBlocks, d.kBlocks].forEach((n, i) => view.setInt32(584 + 4 * i, n, true));
+  }
   return bytes;
 }

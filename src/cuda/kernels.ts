@@ -12,6 +12,13 @@ import { KernelModule, type KernelFunction } from './module.js';
 export const KERNEL_DIR = fileURLToPath(new URL('../../kernels/', import.meta.url));
 
 export type KernelElement = 'bfloat16' | 'float16';
+/**
+ * What a forward kernel reads: 16-bit inputs (output alike), or e4m3 inputs with a 16-bit output,
+ * Q in one or (accuracy mode) two terms.
+ */
+export type ForwardInputs = KernelElement | { fp8: true; out: KernelElement; qTerms?: 1 | 2 };
+/** Head dims with an accuracy-mode (two-term Q) FP8 kernel. */
+export const FP8_TWO_TERM_HEAD_DIMS = [64, 128] as const;
 export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
 
 /**
@@ -24,6 +31,13 @@ export const FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blockM:
   256: { blockM: 128, blockN: 64 },
 };
 
+/** The FP8 forward's tiles (TileConfigFp8 in kernels/fwd/tile_config.cuh); K/V descale blocks must be multiples of blockN. */
+export const FP8_FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blockM: number; blockN: number }> = {
+  64: { blockM: 128, blockN: 128 },
+  128: { blockM: 128, blockN: 128 },
+  256: { blockM: 128, blockN: 128 },
+};
+
 /**
  * The ablation builds of docs/perf-log.md (bf16, head dim 128): warp specialisation alone, then
  * with pingpong, with intra-warpgroup overlap, and with both. The default build uses the tile
@@ -33,25 +47,30 @@ export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpo
 /** 'default', one of ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra). */
 export type Variant = string;
 
-export function forwardCubinPath(element: KernelElement, headDim: number, variant: Variant = 'default'): string {
+const short = (e: KernelElement) => (e === 'bfloat16' ? 'bf16' : 'fp16');
+
+export function forwardCubinPath(inputs: ForwardInputs, headDim: number, variant: Variant = 'default'): string {
   const suffix = variant === 'default' ? '' : `_${variant}`;
-  return `${KERNEL_DIR}flash_fwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}${suffix}.cubin`;
+  const element = typeof inputs === 'string' ? short(inputs) : `${inputs.qTerms === 2 ? 'e4m3x2' : 'e4m3'}_${short(inputs.out)}`;
+  return `${KERNEL_DIR}flash_fwd_${element}_hd${headDim}${suffix}.cubin`;
 }
 
 /** The backward's cubin (pre-pass, main kernel and dQ conversion) for one element type and head dim. */
 export function backwardCubinPath(element: KernelElement, headDim: number): string {
-  return `${KERNEL_DIR}flash_bwd_${element === 'bfloat16' ? 'bf16' : 'fp16'}_hd${headDim}.cubin`;
+  return `${KERNEL_DIR}flash_bwd_${short(element)}_hd${headDim}.cubin`;
 }
+
+/** FP8 quantization, V^T re-layout and per-tensor descale (kernels/quantize_fp8.cu). */
+export const QUANTIZE_CUBIN = `${KERNEL_DIR}quantize_fp8.cubin`;
 
 /** The cubins that are missing, as paths; empty when the kernels are built. */
 export function missingCubins(): string[] {
-  const missing: string[] = [];
-  for (const element of ['bfloat16', 'float16'] as const) {
-    for (const d of FORWARD_HEAD_DIMS) {
-      for (const path of [forwardCubinPath(element, d), backwardCubinPath(element, d)]) if (!existsSync(path)) missing.push(path);
-    }
+  const paths = [QUANTIZE_CUBIN];
+  for (const out of ['bfloat16', 'float16'] as const) {
+    for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath(out, d), forwardCubinPath({ fp8: true, out }, d), backwardCubinPath(out, d));
+    for (const d of FP8_TWO_TERM_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
   }
-  return missing;
+  return paths.filter((p) => !existsSync(p));
 }
 
 export interface ForwardKernel {
@@ -64,13 +83,13 @@ export interface ForwardKernel {
 
 const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
 
-export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim: number, variant: Variant = 'default'): ForwardKernel {
+export function forwardKernel(ctx: CudaContext, inputs: ForwardInputs, headDim: number, variant: Variant = 'default'): ForwardKernel {
   let perContext = cache.get(ctx);
   if (!perContext) cache.set(ctx, (perContext = new Map()));
-  const key = `${element}/${headDim}/${variant}`;
-  let kernel = perContext.get(key);
+  const path = forwardCubinPath(inputs, headDim, variant);
+  let kernel = perContext.get(path);
   if (!kernel) {
-    const module = KernelModule.load(ctx, forwardCubinPath(element, headDim, variant));
+    const module = KernelModule.load(ctx, path);
     const fn = module.getFunction('flash3_fwd');
     kernel = {
       fn,
@@ -80,7 +99,7 @@ export function forwardKernel(ctx: CudaContext, element: KernelElement, headDim:
       blockN: module.readGlobalInt32('flash3_fwd_block_n'),
     };
     fn.setMaxDynamicSharedMemory(kernel.smemBytes);
-    perContext.set(key, kernel);
+    perContext.set(path, kernel);
   }
   return kernel;
 }

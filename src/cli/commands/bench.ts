@@ -10,7 +10,7 @@ import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } fro
 import { median, paperGrid, PAPER_HEAD_DIMS, PAPER_SEQLENS, seqlenLabel, type BenchPoint } from '../../bench/grid.js';
 import { timePeers, type PeersResult } from '../../bench/peers.js';
 import { CudaContext } from '../../cuda/context.js';
-import { FORWARD_HEAD_DIMS } from '../../cuda/kernels.js';
+import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
 import type { DType } from '../../dtype.js';
 import { Flash3Error } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
@@ -47,22 +47,28 @@ function progress(points: BenchPoint[], label: string): { bar: ProgressBar; tick
 }
 
 /** timePeers, with a malformed reply from the script turned into a reason like any other failure. */
-function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions): PeersResult {
+function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, scaledMm = false): PeersResult {
   try {
-    return timePeers(points, dtype, timing);
+    return timePeers(points, dtype, timing, { scaledMm });
   } catch (e) {
     return { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
   }
 }
 
-function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report: BenchReport; notes: string[] } {
+type BenchDType = 'bfloat16' | 'float16' | 'float8_e4m3';
+
+function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport; notes: string[] } {
   const headDims = intListFlag(values, 'headdim', PAPER_HEAD_DIMS);
   const bad = headDims.find((d) => !(FORWARD_HEAD_DIMS as readonly number[]).includes(d));
   if (bad !== undefined) throw new UsageError(`--headdim ${bad} has no CUDA kernel; use ${FORWARD_HEAD_DIMS.join(', ')}`);
   const points = paperGrid(headDims, intListFlag(values, 'seqlen', PAPER_SEQLENS), causalsOf(values));
   const timing = timingOf(values, DEFAULT_TIMING);
   const ctx = CudaContext.get(0);
-  const elements = Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
+  const accuracy = boolFlag(values, 'accuracy');
+  if (accuracy && dtype !== 'float8_e4m3') throw new UsageError('--accuracy is the FP8 accuracy mode: pass it with --dtype fp8');
+  const bad2 = accuracy ? headDims.find((d) => !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(d)) : undefined;
+  if (bad2 !== undefined) throw new UsageError(`--accuracy has kernels for head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${bad2}`);
+  const elements = (accuracy ? 2 : 1) * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
 
   process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
   const times: number[] = [];
@@ -70,7 +76,7 @@ function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report:
   const { bar, tick } = progress(points, 'flash3');
   try {
     for (const p of points) {
-      times.push(timeCudaForward(buffers, p, timing));
+      times.push(timeCudaForward(buffers, p, timing, 'default', accuracy ? 2 : 1));
       tick(p);
     }
   } finally {
@@ -83,8 +89,13 @@ function benchCuda(values: FlagValues, dtype: 'bfloat16' | 'float16'): { report:
   let peers: PeersResult | null = null;
   if (boolFlag(values, 'peers')) {
     process.stderr.write('flash3 bench: timing PyTorch SDPA cuDNN and FA2 on the same points (bench/peers.py)...\n');
-    peers = peersOrReason(points, dtype, timing);
+    // torch's SDPA has no FP8 path: FP8 is compared with the 16-bit peers, and with torch's FP8 GEMM as the ceiling.
+    peers = peersOrReason(points, dtype === 'float8_e4m3' ? 'bfloat16' : dtype, timing, dtype === 'float8_e4m3');
     if (!peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
+    else if (dtype === 'float8_e4m3') {
+      notes.push('peers ran in bf16 (torch SDPA has no FP8 attention)');
+      if (peers.scaledMmTflops) notes.push(`torch._scaled_mm e4m3 8192³: ${peers.scaledMmTflops.toFixed(0)} TFLOPS (the FP8 ceiling)`);
+    }
   }
   const { rows, peerErrors } = buildRows(points, times, peers);
   const peersInfo = peers === null ? null : peers.ok ? { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false as const, reason: peers.reason };
@@ -152,7 +163,7 @@ function write(flag: string, path: string, text: string): void {
 export const benchCommand: Command = {
   name: 'bench',
   summary: "Time the forward pass over the FlashAttention-3 paper's grid (16k tokens, hidden 2048) and report TFLOPS.",
-  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--backward] [--peers] [--json FILE] [--svg FILE]',
+  usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16|fp8 [--accuracy]] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--backward] [--peers] [--json FILE] [--svg FILE]',
   details: [
     'On CUDA: batch = 16384 / seqlen and heads = 2048 / headdim at each point, forward FLOPs',
     '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events: warmup launches,',
@@ -169,12 +180,13 @@ export const benchCommand: Command = {
   ].join('\n'),
   flags: {
     backend: { type: 'string', value: 'NAME', description: 'auto, cuda or cpu (auto: cuda when usable, else cpu)', default: 'auto' },
-    dtype: { type: 'string', value: 'T', description: 'bf16 or fp16', default: 'bf16' },
+    dtype: { type: 'string', value: 'T', description: 'bf16, fp16 or fp8 (e4m3 kernel alone, bf16 out; peers in bf16)', default: 'bf16' },
     headdim: { type: 'string', value: 'LIST', description: 'head dims', default: '64,128,256 (cpu: 64)' },
     seqlen: { type: 'string', value: 'LIST', description: 'sequence lengths', default: '512,...,16384 (cpu: 128,256,512)' },
     causal: { type: 'string', value: 'WHICH', description: 'both, yes or no', default: 'both' },
     peers: { type: 'boolean', description: 'also time PyTorch cuDNN and FA2 (bench/peers.py)' },
     backward: { type: 'boolean', description: 'time the backward (default and deterministic; CUDA only); with --peers, the peers\' backwards' },
+    accuracy: { type: 'boolean', description: 'with --dtype fp8: the accuracy mode (two-term Q; TFLOPS count the plain attention FLOPs)' },
     json: { type: 'string', value: 'FILE', description: 'write the results as JSON' },
     svg: { type: 'string', value: 'FILE', description: 'write bar charts (one panel per head dim and mask) as SVG' },
     warmup: { type: 'string', value: 'N', description: 'warm-up calls per point', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },
@@ -183,11 +195,13 @@ export const benchCommand: Command = {
   },
   run(values) {
     const pick = pickBackend(choiceFlag(values, 'backend', ['auto', 'cuda', 'cpu'] as const, 'auto'));
-    const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16'] as const, 'bfloat16');
+    const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16', 'float8_e4m3'] as const, 'bfloat16');
+    if (dtype === 'float8_e4m3' && pick.name !== 'cuda') throw new UsageError('--dtype fp8 benchmarks the CUDA FP8 kernel; no usable GPU here');
     const jsonPath = stringFlag(values, 'json');
     const svgPath = stringFlag(values, 'svg');
     if (boolFlag(values, 'backward')) {
       if (pick.name !== 'cuda') throw new UsageError(`--backward times the CUDA kernels, and the CUDA backend is not usable here (${pick.why})`);
+      if (dtype === 'float8_e4m3') throw new UsageError('--backward runs in bf16 or fp16 (there is no FP8 backward)');
       const report = benchBackward(values, dtype, causalsOf(values), timingOf(values, DEFAULT_TIMING));
       if (jsonPath) write('--json', jsonPath, JSON.stringify(report, null, 2) + '\n');
       console.log(backwardHeader(report));
@@ -195,7 +209,7 @@ export const benchCommand: Command = {
       return 0;
     }
     if (pick.name === 'cpu') process.stderr.write(`flash3 bench: CPU reference backend (${pick.why})\n`);
-    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype);
+    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype as 'bfloat16' | 'float16');
 
     if (jsonPath) write('--json', jsonPath, reportJson(report));
     if (svgPath) write('--svg', svgPath, reportSvg(report));

@@ -7,8 +7,12 @@ import { fp8AttentionEmulated } from '../../cpu/fp8.js';
 import type { CpuProblem } from '../../cpu/problem.js';
 import { referenceAttention } from '../../cpu/reference.js';
 import { tiledAttention } from '../../cpu/tiled.js';
-import { FORWARD_TILES } from '../../cuda/kernels.js';
-import { intFlag, intListFlag, UsageError, type Command } from '../args.js';
+import { FORWARD_TILES, FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
+import { attention } from '../../attention.js';
+import type { QuantizeOptions } from '../../fp8.js';
+import { Tensor } from '../../tensor.js';
+import { choiceFlag, intFlag, intListFlag, UsageError, type Command } from '../args.js';
+import { pickBackend } from '../backends.js';
 import { sci } from '../format.js';
 import { outlierNormals } from '../outliers.js';
 import { formatTable } from '../table.js';
@@ -73,16 +77,70 @@ export function fp8ErrorRows(s: Setup, headDim: number): Fp8ErrorRow[] {
   ];
 }
 
+const GPU_VARIANTS: { method: string; fp8: QuantizeOptions | null }[] = [
+  { method: 'bf16', fp8: null },
+  { method: 'fp8 per-tensor scaling (baseline)', fp8: { scaling: 'tensor' } },
+  { method: 'fp8 block scaling', fp8: { scaling: 'block' } },
+  { method: 'fp8 block scaling + Hadamard', fp8: { scaling: 'block', hadamard: true } },
+  { method: 'fp8 block + Hadamard + two-term Q (accuracy mode)', fp8: { scaling: 'block', hadamard: true, terms: 2 } },
+];
+
+export interface Fp8GpuRow {
+  method: string;
+  /** null where no kernel exists (the two-term Q at head dim 256). */
+  gpu: number | null;
+  emulation: number;
+}
+
+/**
+ * The same study through the kernels: inputs rounded to bf16 (what the kernels take), quantized
+ * and run on the GPU, and the same bf16 inputs through the CPU emulation of those kernels, both
+ * against float64 attention of the bf16 inputs.
+ */
+export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
+  const p = problemOf(s, headDim);
+  const shape = [s.batch, s.seqlen, s.heads, headDim];
+  const host = [p.q, p.k, p.v].map((x) => Tensor.fromArray(x, shape, 'bfloat16'));
+  const device = host.map((t) => t.cuda());
+  try {
+    const ref = referenceAttention({ ...p, q: host[0].toFloat64Array(), k: host[1].toFloat64Array(), v: host[2].toFloat64Array() }).out;
+    const run = (ts: Tensor[], backend: 'cuda' | 'cpu', fp8: QuantizeOptions | null) => {
+      const { out, lse } = attention(ts[0], ts[1], ts[2], { backend, ...(fp8 ? { fp8: { ...fp8, seed: s.seed } } : {}) });
+      try {
+        return rmse(out.toFloat64Array(), ref);
+      } finally {
+        out.dispose();
+        lse.dispose();
+      }
+    };
+    return GPU_VARIANTS.map((v) => ({
+      method: v.method,
+      gpu: v.fp8?.terms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(headDim) ? null : run(device, 'cuda', v.fp8),
+      emulation: v.fp8 ? run(host, 'cpu', v.fp8) : rmse(half16(p, host), ref),
+    }));
+  } finally {
+    for (const t of [...host, ...device]) t.dispose();
+  }
+}
+
+/** bf16 flash3 emulated on bf16 inputs (the GPU row's counterpart). */
+function half16(p: CpuProblem, host: Tensor[]): Float64Array {
+  const tiles = FORWARD_TILES[p.headDim as keyof typeof FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
+  const inputs = { ...p, q: host[0].toFloat64Array(), k: host[1].toFloat64Array(), v: host[2].toFloat64Array() };
+  return tiledAttention(inputs, { ...tiles, inputDtype: 'bfloat16', pDtype: 'bfloat16', accumulate: 'float32', outDtype: 'bfloat16' }).out;
+}
+
 export const fp8ErrorCommand: Command = {
   name: 'fp8-error',
   summary: "Reproduce FlashAttention-3's FP8 error study on the CPU emulation (RMSE vs float64 attention).",
-  usage: 'flash3 fp8-error [--seqlen N] [--heads N] [--headdim 64,128,256] [--batch N] [--seed N]',
+  usage: 'flash3 fp8-error [--backend cpu|cuda] [--seqlen N] [--heads N] [--headdim 64,128,256] [--batch N] [--seed N]',
   details: [
     'Q, K, V ~ N(0,1) + N(0,100)·Bernoulli(0.001): mostly unit normals with rare outliers, as in',
     'the paper (section 4.3). FP8 is e4m3 with float32 softmax and accumulation; block scaling uses',
     'one scale per 128 rows (128 queries or keys of one head); Hadamard rotates Q and K over the',
     'head dim with random signs first, spreading outliers across the row. Non-causal attention.',
-    'This is a bit-faithful CPU emulation of the rounding, not a GPU measurement.',
+    'The default table is a bit-faithful CPU emulation of the rounding; --backend cuda runs the FP8',
+    'kernels (GPU quantization included) on bf16 copies of the inputs next to their emulation.',
   ].join('\n'),
   flags: {
     seqlen: { type: 'string', value: 'N', description: 'sequence length', default: '512' },
@@ -90,6 +148,7 @@ export const fp8ErrorCommand: Command = {
     headdim: { type: 'string', value: 'LIST', description: 'head dims (powers of two, for the Hadamard transform)', default: '64,128,256' },
     batch: { type: 'string', value: 'N', description: 'batch size', default: '1' },
     seed: { type: 'string', value: 'N', description: 'seed for inputs and Hadamard signs', default: '0' },
+    backend: { type: 'string', value: 'NAME', description: 'cpu (emulation table), cuda (GPU kernels next to their emulation) or auto', default: 'cpu' },
   },
   run(values) {
     const setup: Setup = {
@@ -102,6 +161,22 @@ export const fp8ErrorCommand: Command = {
     const bad = headDims.find((d) => (d & (d - 1)) !== 0);
     if (bad !== undefined) throw new UsageError(`--headdim ${bad} is not a power of two, which the Hadamard transform needs`);
 
+    const pick = pickBackend(choiceFlag(values, 'backend', ['auto', 'cuda', 'cpu'] as const, 'cpu'));
+    if (pick.name === 'cuda') {
+      console.log(
+        `flash3 fp8-error (GPU kernels and their CPU emulation, bf16 inputs): batch ${setup.batch}, seqlen ${setup.seqlen}, ` +
+          `heads ${setup.heads}, head dims ${headDims.join(', ')}, seed ${setup.seed}; inputs N(0,1) + N(0,100)·Bernoulli(0.001)`,
+      );
+      for (const d of headDims) {
+        const rows = fp8GpuRows(setup, d);
+        console.log('');
+        console.log(`head dim ${d}:`);
+        const cells = (r: Fp8GpuRow) => [r.method, r.gpu === null ? 'n/a' : sci(r.gpu), sci(r.emulation), r.gpu === null ? 'no kernel' : (r.gpu / r.emulation).toFixed(3)];
+        console.log(formatTable(['method', 'GPU RMSE', 'emulation RMSE', 'GPU / emulation'], rows.map(cells)));
+        console.log(`per-tensor / block + Hadamard on the GPU: ${((rows[1].gpu ?? NaN) / (rows[3].gpu ?? NaN)).toFixed(2)}x`);
+      }
+      return 0;
+    }
     console.log(
       `flash3 fp8-error (CPU emulation): batch ${setup.batch}, seqlen ${setup.seqlen}, heads ${setup.heads}, ` +
         `head dims ${headDims.join(', ')}, seed ${setup.seed}; inputs N(0,1) + N(0,100)·Bernoulli(0.001)`,

@@ -1,0 +1,116 @@
+/**
+ * The FP8 path on the GPU: quantization against the host's, and the e4m3 forward against the CPU
+ * emulation of the same kernel on the same quantized inputs (tight) and against float64 attention
+ * of the unquantized inputs (the error must match the emulation's within 10%). Skips without a GPU.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { getBackend } from '../../src/backend.js';
+import { CudaContext } from '../../src/cuda/context.js';
+import { FORWARD_HEAD_DIMS, FP8_FORWARD_TILES, forwardKernel } from '../../src/cuda/kernels.js';
+import { referenceAttention } from '../../src/cpu/reference.js';
+import { attention, quantizeFp8, QuantizedTensor, Tensor } from '../../src/index.js';
+import { resolveOptions } from '../../src/options.js';
+import { validateAttentionInputs } from '../../src/problem.js';
+import { cpuProblemOf, maxAbsDiffLse, relativeError } from '../support/compare.js';
+
+const cuda = getBackend('cuda');
+const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
+const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
+
+interface Case {
+  b: number;
+  sq: number;
+  sk: number;
+  hq: number;
+  hkv: number;
+  d: number;
+  causal: boolean;
+  scaling: 'block' | 'tensor';
+  hadamard: boolean;
+  /** 2: accuracy mode (two-term q). */
+  terms?: 1 | 2;
+}
+
+const CASES: Case[] = [
+  { b: 1, sq: 1, sk: 1, hq: 1, hkv: 1, d: 64, causal: false, scaling: 'block', hadamard: false },
+  { b: 2, sq: 200, sk: 200, hq: 2, hkv: 2, d: 64, causal: true, scaling: 'block', hadamard: true },
+  { b: 1, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, scaling: 'block', hadamard: true },
+  { b: 2, sq: 1000, sk: 1000, hq: 2, hkv: 1, d: 128, causal: true, scaling: 'tensor', hadamard: false },
+  { b: 1, sq: 300, sk: 1000, hq: 2, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true },
+  { b: 1, sq: 17, sk: 333, hq: 4, hkv: 1, d: 256, causal: false, scaling: 'tensor', hadamard: true },
+  { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2 },
+  { b: 1, sq: 300, sk: 300, hq: 2, hkv: 1, d: 64, causal: false, scaling: 'tensor', hadamard: false, terms: 2 },
+];
+
+const label = (c: Case) =>
+  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}`;
+
+/** A device QuantizedTensor's contents on the host. */
+const toHost = (x: QuantizedTensor) => new QuantizedTensor(x.data.cpu(), x.descale.cpu(), x.blockRows, x.hadamardSeed, x.terms);
+
+describe('CUDA FP8 forward', { skip }, () => {
+  let seed = Date.now() % 100_000;
+  for (const c of CASES) {
+    it(label(c), (t) => {
+      const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: 'bfloat16', seed: seed++ });
+      const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
+      const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
+      const qk = { scaling: c.scaling, hadamard: c.hadamard, seed: 7 };
+      const [qd, kd, vd] = [q.cuda(), k.cuda(), v.cuda()];
+      const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1 });
+      const k8 = quantizeFp8(kd, qk);
+      const v8 = quantizeFp8(vd, { ...qk, hadamard: false });
+
+      // Quantization: the host's in float64 may round a handful of elements the other way.
+      const hostQ8 = quantizeFp8(q, { ...qk, terms: c.terms ?? 1 });
+      const deviceQ8 = toHost(q8);
+      const dq = deviceQ8.data.toFloat64Array();
+      const hq = hostQ8.data.toFloat64Array();
+      let differ = 0;
+      for (let i = 0; i < dq.length; i++) if (dq[i] !== hq[i]) differ++;
+      const descaleErr = relativeError(deviceQ8.descale.toFloat64Array(), hostQ8.descale.toFloat64Array());
+      t.diagnostic(`quantized q: ${differ}/${dq.length} elements differ from the host's, descale rel err ${descaleErr.toExponential(2)}`);
+      assert.ok(differ <= Math.max(2, dq.length * 1e-3), `${differ} of ${dq.length} quantized elements differ`);
+      assert.ok(descaleErr < 1e-5, `descale rel err ${descaleErr}`);
+
+      const options = { causal: c.causal };
+      const { out, lse } = attention(q8, k8, v8, { ...options, backend: 'cuda' });
+      const emu = attention(toHost(q8), toHost(k8), toHost(v8), { ...options, backend: 'cpu' });
+      const ref = referenceAttention(cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), resolveOptions(options, c.d)));
+
+      const o = out.cpu().toFloat64Array();
+      assert.ok(o.every(Number.isFinite), 'non-finite output');
+      const vsEmu = relativeError(o, emu.out.toFloat64Array());
+      const gpuErr = relativeError(o, ref.out);
+      const emuErr = relativeError(emu.out.toFloat64Array(), ref.out);
+      const lseErr = maxAbsDiffLse(lse.cpu().toFloat64Array(), emu.lse.toFloat64Array());
+      t.diagnostic(`vs emulation ${vsEmu.toExponential(2)}; vs float64 ${gpuErr.toExponential(2)} (emulation ${emuErr.toExponential(2)}); lse vs emulation ${lseErr.toExponential(2)}`);
+      assert.ok(vsEmu <= 0.25 * emuErr + 1e-3, `GPU differs from the emulation by ${vsEmu.toExponential(2)}`);
+      assert.ok(Math.abs(gpuErr - emuErr) <= 0.1 * emuErr, `GPU error ${gpuErr.toExponential(2)} not within 10% of the emulation's ${emuErr.toExponential(2)}`);
+      // FP8 wgmma accumulates with less than fp32's precision (measured: 1.2e-3 with two-term q).
+      assert.ok(lseErr <= 3e-3, `lse differs from the emulation by ${lseErr}`);
+      for (const x of [q, k, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse]) x.dispose();
+    });
+  }
+
+  it("the host's FP8 tile table (used by the CPU emulation) matches the cubins", () => {
+    for (const out of ['bfloat16', 'float16'] as const) {
+      for (const d of FORWARD_HEAD_DIMS) {
+        const kernel = forwardKernel(CudaContext.get(0), { fp8: true, out }, d);
+        assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FP8_FORWARD_TILES[d], `${out} d=${d}`);
+      }
+    }
+  });
+
+  it('quantizes on the fly with the fp8 option, output in the inputs dtype', () => {
+    const [b, s, h, d] = [1, 256, 2, 128];
+    const q = Tensor.randn([b, s, h, d], { dtype: 'float16', seed: seed++ }).cuda();
+    const { out, lse } = attention(q, q, q, { fp8: { hadamard: true }, backend: 'cuda' });
+    assert.equal(out.dtype, 'float16');
+    const ref = attention(q.cpu(), q.cpu(), q.cpu(), { backend: 'cpu' });
+    const err = relativeError(out.cpu().toFloat64Array(), ref.out.toFloat64Array());
+    assert.ok(err < 0.08, `fp8 on-the-fly rel err ${err}`);
+    for (const x of [q, out, lse, ref.out, ref.lse]) x.dispose();
+  });
+});
