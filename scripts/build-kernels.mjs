@@ -2,7 +2,7 @@
 // when ptxas reports register spills or a stack frame (local memory in the hot loop). Without
 // nvcc it says so and exits 0: the CPU backend needs no kernels.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +94,8 @@ async function main() {
     return;
   }
   mkdirSync(outDir, { recursive: true });
+  // Tuning builds of earlier runs would otherwise linger and be checked (and carried) as if current.
+  for (const f of readdirSync(outDir)) if (f.endsWith('.cubin')) rmSync(join(outDir, f));
   const started = Date.now();
   const queue = [...VARIANTS.map(forwardJob), ...SOURCES];
   const results = [];

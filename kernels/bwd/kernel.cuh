@@ -208,7 +208,10 @@ struct BwdKernel {
                           ptx::smem_desc_mnmajor_sw128(k_panel + kk * 16 * 128, kBlockN * 128), kk > 0);
   }
 
+  // The stage's lse and D rows were read with generic loads and the next bulk copy into the
+  // stage writes through the async proxy: the proxy fence orders the two (write after read).
   __device__ static void release(uint32_t empty_barrier, int lane) {
+    ptx::fence_async_shared();
     __syncwarp();
     if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
   }

@@ -155,10 +155,10 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
     const c: Case = { b: 1, sq: 64, sk: 64, hq: 2, hkv: 2, d: 64, dtype: 'bfloat16', options: {} };
     const host = makeInputs(c, (seed += 4));
     const x = { q: host.q.cuda(), k: host.k.cuda(), v: host.v.cuda(), out: host.out.cuda(), lse: host.lse.cuda() };
-    // A device dO whose head dim is strided (every other element of a wider buffer); host
+    // A device dO whose rows are 68 elements apart (136 bytes, not a multiple of TMA's 16); host
     // tensors would be packed by the upload.
-    const wide = Tensor.randn([1, 64, 2, 128], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
-    const strided = wide.view([1, 64, 2, 64], [64 * 2 * 128, 2 * 128, 128, 2], 0);
+    const wide = Tensor.randn([1, 64, 2, 68], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
+    const strided = wide.view([1, 64, 2, 64], [64 * 2 * 68, 2 * 68, 68, 1], 0);
     assert.throws(() => attentionBackward(strided, x.q, x.k, x.v, x.out, x.lse, { backend: 'cuda' }), StrideError);
     const q96 = Tensor.randn([1, 8, 2, 96], { dtype: 'bfloat16', seed: (seed += 4) });
     const { out, lse } = attention(q96, q96, q96, { backend: 'cpu' });
