@@ -23,7 +23,6 @@ __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads
 __device__ __attribute__((used)) const int flash3_bwd_smem_bytes = Kernel::kSmemBytes;
 __device__ __attribute__((used)) const int flash3_bwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_bwd_block_n = Kernel::kBlockN;
-__device__ __attribute__((used)) const int flash3_bwd_passes = Kernel::kPasses;
 
 __global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_bwd(const __grid_constant__ flash3::BwdParams p) {
   Kernel::run(p);

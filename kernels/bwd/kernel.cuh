@@ -3,8 +3,9 @@
 // D = rowsum(dO * O) through a ring of stages; consumer warpgroups each own 64 keys and work on
 // transposed tiles (S^T = K Q^T, dP^T = V dO^T), so that P^T and dS^T come out of the accumulators
 // already in the A-operand layout of dV += P^T dO and dK += dS^T Q. dS^T also goes to shared
-// memory, from where dQ = dS K reads it transposed and adds into a float32 buffer in global
-// memory (red.add; in deterministic mode in a fixed order of key blocks per query block).
+// memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is staged in shared
+// memory and added into a float32 buffer in global memory by one bulk reduction (in
+// deterministic mode in a fixed order of key blocks per tile, kept by a semaphore per tile).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -33,28 +34,31 @@ struct BwdKernel {
   static constexpr int kPanels = HeadDim / 64;
   static constexpr int kThreads = 128 * (ConsumerWGs + 1);
   static constexpr int kConsumerThreads = 128 * ConsumerWGs;
-  // The producer's loop keeps more state than the forward's and spills at 24 registers.
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = ConsumerWGs == 1 ? 240 : 232;
   // setmaxnreg only moves registers within what the CTA got at launch (kThreads x the kernel's
   // count, which launch bounds cap at 168 for 384 threads); asking for more stalls the consumers'
-  // setmaxnreg.inc forever (a GPU run hung on 32 + 2 x 240).
+  // setmaxnreg.inc forever. With one consumer warpgroup there is room to spare.
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8 < 248 ? (65536 / kThreads) / 8 * 8 : 248;
+  static constexpr int kProducerRegs = ConsumerWGs == 1 ? 40 : 24;
+  static constexpr int kConsumerRegs = ConsumerWGs == 1 ? 248 : 240;
   static_assert(kProducerRegs + ConsumerWGs * kConsumerRegs <= (ConsumerWGs + 1) * kLaunchRegs, "register split");
 
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;
   static constexpr int kQBytes = kBlockM * HeadDim * 2;
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // one dS^T buffer: kBlockN rows of 128 B
   static constexpr int kRowBytes = kBlockM * 4;           // lse or D of one query block
+  static constexpr int kDqTileBytes = 64 * 64 * 4;        // one float32 dQ tile, as the accumulator holds it
+  // dQ tiles a warpgroup reduces per step: all panels of the pass with one warpgroup, else at most one.
+  static constexpr int kPendingSlots = ConsumerWGs == 1 ? kChunkPanels : 1;
 
-  // Shared memory: [K][V][stages x (Q, dO)][dS^T x 2][stages x (lse, D)][barriers]. dS^T is
-  // double-buffered so a warpgroup can write the next step's while the other still reads this
-  // one's; at the end of a pass the same bytes stage dV and dK for their TMA stores.
+  // Shared memory: [K][V][stages x (Q, dO)][dS^T x 2][dQ tile per warpgroup][stages x (lse, D)]
+  // [barriers]. dS^T is double-buffered so a warpgroup can write the next step's while the other
+  // still reads this one's; at the end of a pass the same bytes stage dV and dK for their stores.
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kKVBytes;
   static constexpr int kOffStages = 2 * kKVBytes;
   static constexpr int kOffDs = kOffStages + Stages * 2 * kQBytes;
-  static constexpr int kOffRows = kOffDs + 2 * kDsBytes;
+  static constexpr int kOffDq = kOffDs + 2 * kDsBytes;
+  static constexpr int kOffRows = kOffDq + ConsumerWGs * kDqTileBytes;
   static constexpr int kOffBarriers = kOffRows + Stages * 2 * kRowBytes;
   static constexpr int kBarriers = 1 + 2 * Stages;
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
@@ -65,6 +69,7 @@ struct BwdKernel {
 
   static_assert(HeadDim % 64 == 0 && kChunk % 64 == 0, "tile shape");
   static_assert(2 * kDsBytes >= kBlockN * kChunk * 2, "dS buffers must hold the dK/dV staging");
+  static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   struct Smem {
@@ -74,6 +79,7 @@ struct BwdKernel {
     __device__ uint32_t q(int stage, int panel) const { return base + kOffStages + stage * 2 * kQBytes + panel * 64 * 128; }
     __device__ uint32_t dout(int stage, int panel) const { return q(stage, panel) + kQBytes; }
     __device__ uint32_t ds(int buffer) const { return base + kOffDs + buffer * kDsBytes; }
+    __device__ uint32_t dq(int wg) const { return base + kOffDq + wg * kDqTileBytes; }
     __device__ uint32_t lse(int stage) const { return base + kOffRows + stage * 2 * kRowBytes; }
     __device__ uint32_t dpsum(int stage) const { return lse(stage) + kRowBytes; }
     __device__ uint32_t kv_full() const { return base + kOffBarriers; }
@@ -101,18 +107,22 @@ struct BwdKernel {
     return m < b.range.m_max ? m : m - (b.range.m_max - b.range.m_min);
   }
 
-  // Position of this key block among the contributors to query block m's dQ, in the order they
-  // get there: by arrival step when rotated (the CTA whose offset is nearest below m first), else
-  // by key block. Waiting on that order never waits on a CTA dispatched later than this one
-  // unless all CTAs of the head fit the GPU at once (the host rotates only then).
+  // Position of this key block among the contributors to a dQ tile of query block m. In
+  // deterministic mode the tile takes contributions in this order, which the host picks as the
+  // order in which the CTAs of a head reach m when they start together: by arrival step when
+  // rotated (the CTA whose offset is nearest below m first), by descending key block under a mask
+  // (later key blocks start at later query blocks, so they get to m in fewer steps). Both wait on
+  // CTAs dispatched after this one, so the host asks for them only when all CTAs of a head fit the
+  // GPU at once; otherwise ascending key blocks, which only ever waits on earlier CTAs.
   __device__ static int dq_rank(const Block& b, int m, const BwdParams& p) {
     if (p.rotate) {
       const int n = p.num_n_blocks;
       const int started = min(n, int(((long long)(m + 1) * n + p.num_m_blocks - 1) / p.num_m_blocks));
       return (started - 1 - b.n_block + n) % n;
     }
-    return b.n_block -
-           key_block_range<kBlockM, kBlockN>(m, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right).n_min;
+    const BlockRange keys =
+        key_block_range<kBlockM, kBlockN>(m, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+    return p.arrival_order ? keys.n_max - 1 - b.n_block : b.n_block - keys.n_min;
   }
 
   __device__ static void run(const BwdParams& p) {
@@ -216,11 +226,31 @@ struct BwdKernel {
     if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
   }
 
+  // Lets the staging tile be rewritten (its reduction has read it) and, in deterministic mode,
+  // publishes completed reductions: complete, then visible to other CTAs, then counted.
+  // `pending`: tile indices (-1: none), kept as ints to spare registers.
+  __device__ __forceinline__ static void release_dq(int (&pending)[kPendingSlots], int* semaphores) {
+    bool any = false;
+#pragma unroll
+    for (int i = 0; i < kPendingSlots; ++i) any |= pending[i] >= 0;
+    if (!any) {
+      ptx::tma_store_wait_read();
+      return;
+    }
+    ptx::bulk_wait_complete();
+    ptx::fence_proxy_async_global();
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < kPendingSlots; ++i) {
+      if (pending[i] >= 0) atomicAdd(semaphores + pending[i], 1);
+      pending[i] = -1;
+    }
+  }
+
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const bool leader = wg == 0 && tid == 0;
     const Block b = this_block(p);
     const int steps = b.range.m_max - b.range.m_min;
     const int padded = p.num_m_blocks * kBlockM;
@@ -231,6 +261,9 @@ struct BwdKernel {
     ptx::mbarrier_wait(smem.kv_full(), 0);
     PipelineState<Stages> ring;
     int step = 0;
+    int pending[kPendingSlots];  // deterministic: tiles whose reductions are not yet released
+#pragma unroll
+    for (int i = 0; i < kPendingSlots; ++i) pending[i] = -1;
     for (int pass = 0; pass < kPasses; ++pass) {
       float dk[kChunk / 2], dv[kChunk / 2];
 #pragma unroll
@@ -297,16 +330,12 @@ struct BwdKernel {
           issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
           ptx::wgmma_commit();
 
-          int* semaphore = nullptr;
-          if (p.dq_semaphore) {
-            semaphore = p.dq_semaphore + ((size_t(pass) * gridDim.z + b.batch) * p.heads_q + head) * p.num_m_blocks + m;
-            if (leader) {
-              const int rank = dq_rank(b, m, p);
-              while (ptx::load_acquire(semaphore) != rank) {
-              }
-            }
-          }
-          // Both warpgroups' dS^T are in shared memory (and, deterministic, it is this block's turn).
+          // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must
+          // have been read before it is rewritten, and in deterministic mode the last step's
+          // reductions must be complete before their semaphores let the next key block in. Both
+          // are waited for only now, a step after the reductions were issued.
+          if (tid == 0) release_dq(pending, p.dq_semaphore);
+          // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free.
           ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
           // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers
           // before dQ's accumulators need them.
@@ -317,30 +346,44 @@ struct BwdKernel {
           ring.advance();
 
           // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating
-          // with the step so that a single panel (head dim 64) alternates.
-          for (int piece = 0; piece < kChunkPanels; ++piece) {
-            if ((piece + step) % ConsumerWGs != wg) continue;
+          // with the step so that a single panel (head dim 64) alternates; one warpgroup does all.
+#pragma unroll
+          for (int slot = 0; slot < kPendingSlots; ++slot) {
+            const int piece = ConsumerWGs == 1 ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
+            if (piece >= kChunkPanels) continue;
+            if (slot > 0) {
+              if (tid == 0) ptx::tma_store_wait_read();
+              ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+            }
             float dq[32];
             ptx::wgmma_fence();
             issue_dq(dq, smem.ds(step & 1), smem.k(pass * kChunkPanels + piece));
             ptx::wgmma_commit();
             ptx::wgmma_wait<0>();
             ptx::fence_registers(dq);
-            float* dq_rows = p.dq_accum + (row_base + m * kBlockM + frag_row) * HeadDim + (pass * kChunk + piece * 64) +
-                             frag_col;
+            // The accumulator's own order (thread-major per group of 4), which keeps the shared
+            // stores conflict-free; the conversion pass undoes it.
+            float4* tile = reinterpret_cast<float4*>(smem_ptr + (smem.dq(wg) - smem.base));
 #pragma unroll
-            for (int i = 0; i < 8; ++i)
-#pragma unroll
-              for (int r = 0; r < 2; ++r)
-                ptx::red_add_v2(dq_rows + 8 * r * HeadDim + 8 * i, dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]);
-          }
-          if (semaphore) {
-            __threadfence();
-            ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-            if (leader) atomicAdd(semaphore, 1);
+            for (int i = 0; i < 8; ++i) tile[i * 128 + tid] = make_float4(dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+            ptx::fence_async_shared();
+            ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+            if (tid == 0) {
+              const int index = int(row_base / kBlockM + m) * kPanels + pass * kChunkPanels + piece;
+              if (p.dq_semaphore) {
+                const int rank = dq_rank(b, m, p);
+                while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
+                }
+                ptx::fence_proxy_async_global();
+                pending[slot] = index;
+              }
+              ptx::bulk_reduce_add_f32(p.dq_accum + size_t(index) * (kDqTileBytes / 4), smem.dq(wg), kDqTileBytes);
+              ptx::tma_store_commit();
+            }
           }
         }
       }
+      if (tid == 0) release_dq(pending, p.dq_semaphore);
       epilogue(p, b, smem, smem_ptr, dk, dv, pass, wg, tid);
     }
   }

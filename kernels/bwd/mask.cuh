@@ -2,6 +2,7 @@
 // the element mask on transposed score tiles (rows are keys, columns are queries). Same window
 // convention as fwd/mask.cuh: query i sees keys j with i + sk - sq - left <= j <= i + sk - sq + right.
 #pragma once
+#include <climits>
 #include <cmath>
 
 #include "../fwd/mask.cuh"
@@ -29,7 +30,9 @@ __device__ __forceinline__ QueryBlockRange query_block_range(int n_block, int sq
 }
 
 // Zeroes probabilities of invisible (key, query) pairs. `key0`: this thread's first accumulator
-// row (the second is key0 + 8); `query0`: the query of its first accumulator column.
+// row (the second is key0 + 8); `query0`: the query of its first accumulator column. Each key
+// sees an interval of queries; it is computed once per row, relative to query0, so the per-element
+// test is two comparisons against column constants (this runs where registers are scarcest).
 template <int NAcc>
 __device__ __forceinline__ void mask_transposed(float (&p)[NAcc], int key0, int query0, int sq, int sk, int left,
                                                 int right) {
@@ -37,14 +40,15 @@ __device__ __forceinline__ void mask_transposed(float (&p)[NAcc], int key0, int 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int key = key0 + 8 * r;
+    int lo = right >= 0 ? key - shift - right - query0 : INT_MIN;
+    int hi = left >= 0 ? key - shift + left - query0 : INT_MAX;
+    if (key >= sk) lo = INT_MAX;
 #pragma unroll
     for (int i = 0; i < NAcc / 4; ++i) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
-        const int query = query0 + 8 * i + c;
-        const bool visible = key < sk && (right < 0 || key <= query + shift + right) &&
-                             (left < 0 || key >= query + shift - left);
-        if (!visible) p[4 * i + 2 * r + c] = 0.f;
+        const int col = 8 * i + c;
+        if (col < lo || col > hi) p[4 * i + 2 * r + c] = 0.f;
       }
     }
   }

@@ -15,8 +15,9 @@ struct BwdParams {
   CUtensorMap tm_dv;    // as tm_dk
   const float* lse_log2;  // (batch, heads_q, seqlen_q_padded): lse * log2(e), +inf for rows without keys
   const float* dpsum;     // (batch, heads_q, seqlen_q_padded): D = rowsum(dO * O)
-  float* dq_accum;        // (batch, heads_q, seqlen_q_padded, headdim), unscaled dS K
-  int* dq_semaphore;      // (passes, batch, heads_q, num_m_blocks) in deterministic mode, else null
+  float* dq_accum;        // unscaled dS K: (batch, heads_q, query block, 64-column panel) tiles of
+                          // 64 x 64 floats in accumulator order (bwd/prepost.cuh undoes it)
+  int* dq_semaphore;      // one per dQ tile in deterministic mode, else null
   int seqlen_q;
   int seqlen_k;
   int heads_q;
@@ -27,7 +28,8 @@ struct BwdParams {
   float softmax_scale;
   int num_m_blocks;  // query blocks of 64 rows; seqlen_q_padded = 64 * num_m_blocks
   int num_n_blocks;  // key blocks (one CTA each per kv head and batch)
-  int rotate;        // visit query blocks starting at a per-CTA offset (unmasked problems only)
+  int rotate;         // visit query blocks starting at a per-CTA offset (unmasked problems only)
+  int arrival_order;  // deterministic, masked: dQ tiles take key blocks in descending order
 };
 
 static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
@@ -35,6 +37,7 @@ static_assert(offsetof(BwdParams, dq_semaphore) == 792, "host layout");
 static_assert(offsetof(BwdParams, seqlen_q) == 800, "host layout");
 static_assert(offsetof(BwdParams, scale_log2) == 824, "host layout");
 static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
+static_assert(offsetof(BwdParams, arrival_order) == 844, "host layout");
 static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
 
 }  // namespace flash3

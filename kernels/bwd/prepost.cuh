@@ -27,7 +27,8 @@ struct Strides {
 
 // One warp per padded query row (batch, head, row < seqlen_q_padded): D = rowsum(dO * O), the
 // lse in log2 units (+inf where the row saw no key, or is padding, so that P = exp2(s - lse) = 0
-// there), a zeroed dQ accumulator row, and zeroed deterministic-mode semaphores.
+// there), and a row's worth (headdim floats) of the dQ accumulator and of the deterministic-mode
+// semaphores zeroed.
 template <typename T>
 __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sdo, const float* lse, Strides slse,
                              float* lse_log2, float* dpsum, float* dq_accum, int* semaphores, int semaphore_count,
@@ -59,11 +60,15 @@ __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sd
   }
 }
 
-// dQ = softmax_scale * accumulator, from (batch, head, padded row, d) float32 to the contiguous
-// (batch, seqlen_q, heads, d) output, two elements per thread.
+// dQ = softmax_scale * accumulator, to the contiguous (batch, seqlen_q, heads, d) output, two
+// elements per thread. The accumulator holds 64 x 64 tiles per (batch, head, query block, column
+// panel) in the main kernel's register order: float 4 * (128 * (col / 8) + thread) + 2 * r + col % 2
+// with thread = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2 and r = (row % 16) / 8.
 template <typename T>
 __device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads, int seqlen_q, int padded, int headdim,
                            long long pairs) {
+  const int panels = headdim / 64;
+  const int m_blocks = padded / 64;
   for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < pairs; e += (long long)gridDim.x * blockDim.x) {
     const long long x = 2 * e;
     const int c = int(x % headdim);
@@ -71,7 +76,12 @@ __device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads,
     const int h = int(r % heads);
     const int i = int((r / heads) % seqlen_q);
     const int b = int(r / (heads * (long long)seqlen_q));
-    const float2 v = *reinterpret_cast<const float2*>(dq_accum + ((size_t(b) * heads + h) * padded + i) * headdim + c);
+    const size_t tile = ((size_t(b) * heads + h) * m_blocks + i / 64) * panels + c / 64;
+    const int row = i % 64;
+    const int col = c % 64;
+    const int thread = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2;
+    const float2 v = *reinterpret_cast<const float2*>(dq_accum + tile * 4096 + 4 * (128 * (col / 8) + thread) +
+                                                      2 * ((row % 16) / 8));
     dq[x] = from_float<T>(v.x * scale);
     dq[x + 1] = from_float<T>(v.y * scale);
   }

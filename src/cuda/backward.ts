@@ -25,8 +25,6 @@ export interface BackwardKernel {
   blockM: number;
   /** Keys per CTA. */
   blockN: number;
-  /** Passes over the query blocks (head dims above 128 run one per 128 columns). */
-  passes: number;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
@@ -46,7 +44,6 @@ export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim
       smemBytes: module.readGlobalInt32('flash3_bwd_smem_bytes'),
       blockM: module.readGlobalInt32('flash3_bwd_block_m'),
       blockN: module.readGlobalInt32('flash3_bwd_block_n'),
-      passes: module.readGlobalInt32('flash3_bwd_passes'),
     };
     kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(key, kernel);
@@ -105,11 +102,15 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);
   const padded = numMBlocks * kernel.blockM;
   const rows = batch * headsQ * padded;
-  const semaphores = deterministic ? kernel.passes * batch * headsQ * numMBlocks : 0;
-  // Rotation makes a CTA wait on CTAs of its head with higher indices, which is safe only
-  // when a whole head's CTAs are resident at once (one CTA per SM).
+  // One semaphore per 64 x 64 dQ tile.
+  const semaphores = deterministic ? (rows * headDim) / 4096 : 0;
+  // The deterministic orders that follow the CTAs' arrival make a CTA wait on CTAs of its head
+  // with higher indices, which is safe only when all of a head's CTAs are resident at once (one
+  // CTA per SM); otherwise dQ tiles take key blocks in ascending order.
   const unmasked = opts.windowLeft < 0 && opts.windowRight < 0;
-  const rotated = unmasked && (!deterministic || numNBlocks <= ctx.multiprocessorCount);
+  const fits = numNBlocks <= ctx.multiprocessorCount;
+  const rotated = unmasked && (!deterministic || fits);
+  const arrivalOrder = deterministic && !unmasked && fits;
 
   const rowBytes = rows * 4;
   const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + semaphores * 4);
@@ -140,6 +141,7 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
     numMBlocks,
     numNBlocks,
     rotate: rotated,
+    arrivalOrder,
   });
   const grid: [number, number, number] = [numNBlocks, headsKv, batch];
   const rowsPerBlock = 8;  // one warp per row, 256 threads

@@ -30,6 +30,8 @@ export interface BwdParams {
   numMBlocks: number;
   numNBlocks: number;
   rotate: boolean;
+  /** Deterministic and masked: dQ tiles take key blocks in descending order. */
+  arrivalOrder: boolean;
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
@@ -47,6 +49,7 @@ export function packBwdParams(p: BwdParams): Uint8Array {
     [832, p.numMBlocks],
     [836, p.numNBlocks],
     [840, p.rotate ? 1 : 0],
+    [844, p.arrivalOrder ? 1 : 0],
   ];
   for (const [offset, value] of ints) view.setInt32(offset, value, true);
   view.setFloat32(824, p.scaleLog2, true);

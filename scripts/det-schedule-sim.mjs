@@ -1,0 +1,117 @@
+// Round-based model of the backward's deterministic dQ schedule, for choosing contribution orders
+// without a GPU. Each CTA (one key block of one head) does one query-block step per round unless
+// its dQ tile's semaphore has not reached its rank; CTAs are dispatched in linear order onto
+// `--sms` slots as they free up. It reports the rounds against the same schedule with no
+// semaphores, and fails on a deadlock. The ranges and ranks mirror kernels/bwd (key_block_range,
+// query_block_range, the rotation, dq_rank); step costs are equal, so it shows ordering effects
+// only, not fence or reduction latency.
+// Usage: node scripts/det-schedule-sim.mjs [--seqlen 16384] [--heads 16] [--mask causal|full]
+//        [--block-n 128] [--sms 132] [--order ascending|arrival] [--release immediate|deferred]
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    seqlen: { type: 'string', default: '16384' },
+    heads: { type: 'string', default: '16' },
+    mask: { type: 'string', default: 'causal' },
+    'block-n': { type: 'string', default: '128' },
+    sms: { type: 'string', default: '132' },
+    order: { type: 'string', default: 'ascending' },
+    release: { type: 'string', default: 'immediate' },
+  },
+});
+const BM = 64;
+const sq = Number(values.seqlen);
+const sk = sq;
+const BN = Number(values['block-n']);
+const groups = Number(values.heads);
+const slots = Number(values.sms);
+const [left, right] = values.mask === 'causal' ? [-1, 0] : [-1, -1];
+
+const floorDiv = (a, b) => (a >= 0 ? Math.trunc(a / b) : -Math.trunc((-a + b - 1) / b));
+function keyBlocks(m) {
+  const rowFirst = m * BM, rowLast = Math.min(rowFirst + BM, sq) - 1, shift = sk - sq;
+  let nMax = Math.ceil(sk / BN);
+  if (right >= 0) nMax = Math.min(nMax, Math.max(0, floorDiv(rowLast + shift + right, BN) + 1));
+  const nMin = left >= 0 ? Math.max(0, floorDiv(rowFirst + shift - left, BN)) : 0;
+  return [nMin, nMax];
+}
+function queryBlocks(n) {
+  const colFirst = n * BN, colLast = Math.min(colFirst + BN, sk) - 1, shift = sk - sq, M = Math.ceil(sq / BM);
+  const mMin = right >= 0 ? Math.max(0, floorDiv(colFirst - shift - right, BM)) : 0;
+  const mMax = left >= 0 ? Math.min(M, Math.max(0, floorDiv(colLast - shift + left, BM) + 1)) : M;
+  return [mMin, mMax];
+}
+
+function simulate(withSemaphores) {
+  const M = Math.ceil(sq / BM), N = Math.ceil(sk / BN);
+  const fits = N <= slots;
+  const rotate = left < 0 && right < 0 && fits;
+  const arrival = values.order === 'arrival' && !rotate && fits;
+  const ctas = [];
+  for (let g = 0; g < groups; g++) {
+    for (let n = 0; n < N; n++) {
+      const [mMin, mMax] = queryBlocks(n);
+      const rotation = rotate ? Math.trunc((n * M) / N) : 0;
+      const steps = [];
+      for (let t = 0; t < mMax - mMin; t++) {
+        const m = mMin + ((rotation + t) % (mMax - mMin));
+        let rank;
+        if (rotate) rank = (Math.min(N, Math.ceil(((m + 1) * N) / M)) - 1 - n + N) % N;
+        else {
+          const [nLo, nHi] = keyBlocks(m);
+          rank = arrival ? nHi - 1 - n : n - nLo;
+        }
+        steps.push({ tile: g * M + m, rank });
+      }
+      ctas.push({ steps, next: 0, pending: -1, running: false, done: false });
+    }
+  }
+  // A contribution becomes visible to other CTAs in the next round (immediate release) or the one
+  // after (deferred), never within the round it was made: that is the latency of each link of a chain.
+  const count = new Map();
+  let visible = [];
+  const publish = (c) => {
+    if (c.pending >= 0) visible.push(c.pending);
+    c.pending = -1;
+  };
+  let dispatched = 0, running = 0, finished = 0, rounds = 0;
+  while (finished < ctas.length) {
+    while (running < slots && dispatched < ctas.length) {
+      ctas[dispatched++].running = true;
+      running++;
+    }
+    let progressed = false;
+    for (const c of ctas) {
+      if (!c.running) continue;
+      if (values.release === 'deferred') publish(c);
+      if (c.next === c.steps.length) {
+        publish(c);
+        c.running = false;
+        running--;
+        finished++;
+        progressed = true;
+        continue;
+      }
+      const s = c.steps[c.next];
+      if (!withSemaphores || (count.get(s.tile) ?? 0) === s.rank) {
+        c.pending = s.tile;
+        c.next++;
+        progressed = true;
+        if (values.release === 'immediate') publish(c);
+      }
+    }
+    for (const tile of visible) count.set(tile, (count.get(tile) ?? 0) + 1);
+    progressed ||= visible.length > 0;
+    visible = [];
+    rounds++;
+    if (!progressed && ctas.some((c) => c.pending >= 0)) progressed = true;
+    if (!progressed) throw new Error(`deadlock after ${rounds} rounds`);
+  }
+  return rounds;
+}
+
+const free = simulate(false);
+const ordered = simulate(true);
+console.log(`seqlen ${sq}, ${groups} heads, ${values.mask}, block N ${BN}, ${slots} SMs, order ${values.order}, release ${values.release}`);
+console.log(`rounds without semaphores ${free}, deterministic ${ordered} (${(ordered / free).toFixed(2)}x)`);
