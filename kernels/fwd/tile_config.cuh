@@ -19,7 +19,8 @@ struct TileConfig<64> {
   static constexpr int kStages = 2;
   static constexpr bool kPingpong = false;
   static constexpr bool kIntraOverlap = true;
-  static constexpr int kMaxSlack = 8;
+  // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
+  static constexpr int kMaxSlack = 0;
 };
 
 // Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. Block N 160/176 and 3 stages measured within
@@ -31,7 +32,8 @@ struct TileConfig<128> {
   static constexpr int kStages = 2;
   static constexpr bool kPingpong = false;
   static constexpr bool kIntraOverlap = true;
-  static constexpr int kMaxSlack = 8;
+  // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
+  static constexpr int kMaxSlack = 0;
 };
 
 // Q 64 + 2 x (K 32 + V 32) KiB = 192 KiB; O is staged in Q's place. Block N 80 (224 KiB, FA3's
@@ -44,6 +46,9 @@ struct TileConfig<256> {
   static constexpr int kStages = 2;
   static constexpr bool kPingpong = true;
   static constexpr bool kIntraOverlap = true;
+  // Running max moves only past a slack of 8 (log2), so most blocks skip the O rescale (4 FMULs per
+  // exponential at this block N): +2-5% (H200), at the price of P's largest element no longer being
+  // exactly 1: bf16 RMSE 2.36e-4 -> 2.69e-4 on the outlier inputs of `flash3 fp8-error`.
   static constexpr int kMaxSlack = 8;
 };
 
