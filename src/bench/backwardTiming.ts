@@ -2,14 +2,14 @@
  * Times the CUDA backward (pre-pass, main kernel, dQ conversion) with CUDA events, as
  * timeCudaForward does the forward: out and lse come from one forward launch on the same inputs.
  */
-import { Event, CudaContext } from '../cuda/context.js';
+import { CudaContext } from '../cuda/context.js';
 import { planBackward } from '../cuda/backward.js';
 import { planForward } from '../cuda/forward.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
 import { Tensor } from '../tensor.js';
-import type { BenchBuffers, TimingOptions } from './cudaTiming.js';
-import { forwardFlops, median, type BenchPoint } from './grid.js';
+import { medianLaunchMs, type BenchBuffers, type TimingOptions } from './cudaTiming.js';
+import { forwardFlops, type BenchPoint } from './grid.js';
 
 /** FlashAttention's convention: the backward's five GEMMs count as 2.5 forwards. */
 export function backwardFlops(p: BenchPoint): number {
@@ -31,8 +31,6 @@ export function timeCudaBackward(buffers: BenchBuffers, p: BenchPoint, timing: T
   const [out, dq, dk, dv] = made;
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
-  const start = new Event(ctx);
-  const end = new Event(ctx);
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const problem = validateAttentionInputs(q, k, v);
@@ -43,24 +41,13 @@ export function timeCudaBackward(buffers: BenchBuffers, p: BenchPoint, timing: T
     const time = (deterministic: boolean) => {
       const plan = planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, problem, opts, deterministic);
       try {
-        for (let i = 0; i < timing.warmup; i++) plan.launch();
-        ctx.synchronize();
-        const samples: number[] = [];
-        for (let r = 0; r < timing.repetitions; r++) {
-          start.record();
-          for (let i = 0; i < timing.iterations; i++) plan.launch();
-          end.record();
-          samples.push(Event.elapsedMs(start, end) / timing.iterations);
-        }
-        return median(samples);
+        return medianLaunchMs(ctx, () => plan.launch(), timing);
       } finally {
         plan.dispose();
       }
     };
     return { ms: time(false), deterministicMs: time(true) };
   } finally {
-    start.destroy();
-    end.destroy();
     for (const t of [q, k, v, dout, lse, ...made]) t.dispose();
   }
 }

@@ -55,6 +55,27 @@ export class BenchBuffers {
   }
 }
 
+/** Median milliseconds per call of `launch`: `warmup` calls, then `repetitions` timed runs of `iterations` calls. */
+export function medianLaunchMs(ctx: CudaContext, launch: () => void, timing: TimingOptions): number {
+  const start = new Event(ctx);
+  const end = new Event(ctx);
+  try {
+    for (let i = 0; i < timing.warmup; i++) launch();
+    ctx.synchronize();
+    const samples: number[] = [];
+    for (let r = 0; r < timing.repetitions; r++) {
+      start.record();
+      for (let i = 0; i < timing.iterations; i++) launch();
+      end.record();
+      samples.push(Event.elapsedMs(start, end) / timing.iterations);
+    }
+    return median(samples);
+  } finally {
+    start.destroy();
+    end.destroy();
+  }
+}
+
 /**
  * FP8 buffers (float8_e4m3) time the FP8 kernel alone, as FA3's FP8 numbers are: the third buffer
  * is read as V^T already in the kernel's layout, and the output is bf16. The V^T
@@ -76,8 +97,6 @@ export function timeCudaForward(
   const out = Tensor.empty(shape, fp8 ? 'bfloat16' : buffers.dtype, 'cuda');
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
-  const start = new Event(ctx);
-  const end = new Event(ctx);
   const blockRows = 128;
   // Block descales that differ from block to block, as real block-quantized inputs have: with
   // equal ones the kernel would skip rescaling O between key blocks, which it cannot do in use.
@@ -93,22 +112,11 @@ export function timeCudaForward(
       : v;
     const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);
     try {
-      for (let i = 0; i < timing.warmup; i++) plan.launch();
-      ctx.synchronize();
-      const samples: number[] = [];
-      for (let r = 0; r < timing.repetitions; r++) {
-        start.record();
-        for (let i = 0; i < timing.iterations; i++) plan.launch();
-        end.record();
-        samples.push(Event.elapsedMs(start, end) / timing.iterations);
-      }
-      return median(samples);
+      return medianLaunchMs(ctx, () => plan.launch(), timing);
     } finally {
       plan.dispose();
     }
   } finally {
-    start.destroy();
-    end.destroy();
     for (const t of new Set([q, q1, k, v, out, lse])) t.dispose();
     descales?.dispose();
   }

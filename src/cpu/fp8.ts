@@ -6,8 +6,8 @@
 import { OptionError } from '../errors.js';
 import { roundTo } from '../numerics/convert.js';
 import { hadamardRows, randomSigns } from '../numerics/hadamard.js';
-import { type CpuProblem, type CpuResult, gatherHead, kvHeadOf, lseIndex, scatterHead, validateProblem } from './problem.js';
-import { type HeadInputs, attendHeadTiled } from './tiled.js';
+import { type CpuProblem, type CpuResult, gatherHead, validateProblem } from './problem.js';
+import { attendAllHeads } from './tiled.js';
 
 export type Fp8DType = 'float8_e4m3' | 'float8_e5m2';
 
@@ -98,32 +98,34 @@ export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): 
   const quantK = slicer({ x: p.k, batch, seqlen: sk, heads: headsKv, dim: d, blockRows: opts.blockN, hadamard: opts.hadamard }, opts);
   const quantV = slicer({ x: p.v, batch, seqlen: sk, heads: headsKv, dim: dv, blockRows: opts.blockN, hadamard: false }, opts);
 
-  const out = new Float64Array(batch * sq * headsQ * dv);
-  const lse = new Float64Array(batch * headsQ * sq);
-  for (let b = 0; b < batch; b++) {
-    const ks = Array.from({ length: headsKv }, (_, kh) => quantK(b, kh));
-    const vs = Array.from({ length: headsKv }, (_, kh) => quantV(b, kh));
-    for (let h = 0; h < headsQ; h++) {
+  // K and V slices are shared by the query heads of a group: quantize each once.
+  const memo = <T>(f: (b: number, h: number) => T) => {
+    const cache = new Map<number, T>();
+    return (b: number, h: number): T => {
+      const key = b * headsKv + h;
+      let v = cache.get(key);
+      if (v === undefined) cache.set(key, (v = f(b, h)));
+      return v;
+    };
+  };
+  const kOf = memo(quantK);
+  const vOf = memo(quantV);
+  return attendAllHeads(
+    p,
+    (b, h, kh) => {
       const qs = quantQ(b, h);
-      const kh = kvHeadOf(p, h);
-      const head: HeadInputs = {
+      return {
         q: qs.values,
-        k: ks[kh].values,
-        v: vs[kh].values,
+        k: kOf(b, kh).values,
+        v: vOf(b, kh).values,
         qDescale: qs.rowDescale,
-        kDescale: ks[kh].rowDescale,
-        vDescale: perTensor ? undefined : vs[kh].rowDescale,
+        kDescale: kOf(b, kh).rowDescale,
+        vDescale: perTensor ? undefined : vOf(b, kh).rowDescale,
       };
-      const r = attendHeadTiled(p, head, steps);
-      if (perTensor) {
-        const vd = vs[kh].rowDescale[0];
-        for (let e = 0; e < r.o.length; e++) r.o[e] = Math.fround(r.o[e] * vd);
-      }
-      scatterHead(out, r.o, sq, headsQ, dv, b, h);
-      lse.set(r.lse, lseIndex(p, b, h, 0));
-    }
-  }
-  return { out, lse };
+    },
+    steps,
+    (o, b, _h, kh) => (perTensor ? o.map((x) => Math.fround(x * vOf(b, kh).rowDescale[0])) : o),
+  );
 }
 
 /** One (batch, seqlen, heads, dim) input and how it is quantized. */
@@ -211,7 +213,7 @@ export interface Fp8Descales {
  */
 export function fp8AttentionQuantized(p: CpuProblem, d: Fp8Descales, tile: { blockM: number; blockN: number }): CpuResult {
   validateProblem(p);
-  const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim, headDimV: dv } = p;
+  const { seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim, headDimV: dv } = p;
   const steps = { ...tile, fp32: true, roundP: (x: number) => roundTo(x, 'float8_e4m3') };
   const perRow = (descale: Float64Array, b: number, h: number, heads: number, seqlen: number, rows: number) => {
     const blocks = Math.ceil(seqlen / rows);
@@ -219,23 +221,16 @@ export function fp8AttentionQuantized(p: CpuProblem, d: Fp8Descales, tile: { blo
     for (let s = 0; s < seqlen; s++) out[s] = descale[(b * heads + h) * blocks + Math.floor(s / rows)];
     return out;
   };
-  const out = new Float64Array(batch * sq * headsQ * dv);
-  const lse = new Float64Array(batch * headsQ * sq);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < headsQ; h++) {
-      const kh = kvHeadOf(p, h);
-      const head: HeadInputs = {
-        q: gatherHead(p.q, sq, headsQ, headDim, b, h),
-        k: gatherHead(p.k, sk, headsKv, headDim, b, kh),
-        v: gatherHead(p.v, sk, headsKv, dv, b, kh),
-        qDescale: perRow(d.q, b, h, headsQ, sq, d.qRows),
-        kDescale: perRow(d.k, b, kh, headsKv, sk, d.kRows),
-        vDescale: perRow(d.v, b, kh, headsKv, sk, d.kRows),
-      };
-      const r = attendHeadTiled(p, head, steps);
-      scatterHead(out, r.o, sq, headsQ, dv, b, h);
-      lse.set(r.lse, lseIndex(p, b, h, 0));
-    }
-  }
-  return { out, lse };
+  return attendAllHeads(
+    p,
+    (b, h, kh) => ({
+      q: gatherHead(p.q, sq, headsQ, headDim, b, h),
+      k: gatherHead(p.k, sk, headsKv, headDim, b, kh),
+      v: gatherHead(p.v, sk, headsKv, dv, b, kh),
+      qDescale: perRow(d.q, b, h, headsQ, sq, d.qRows),
+      kDescale: perRow(d.k, b, kh, headsKv, sk, d.kRows),
+      vDescale: perRow(d.v, b, kh, headsKv, sk, d.kRows),
+    }),
+    steps,
+  );
 }

@@ -37,7 +37,7 @@ export interface Emulation {
 export function tiledAttention(p: CpuProblem, emu: Emulation): CpuResult {
   validateProblem(p);
   validateEmulation(emu);
-  const { batch, seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim: d, headDimV: dv } = p;
+  const { seqlenQ: sq, seqlenK: sk, headsQ, headsKv, headDim: d, headDimV: dv } = p;
   const q = roundArrayTo(Float64Array.from(p.q), emu.inputDtype);
   const k = roundArrayTo(Float64Array.from(p.k), emu.inputDtype);
   const v = roundArrayTo(Float64Array.from(p.v), emu.inputDtype);
@@ -48,18 +48,37 @@ export function tiledAttention(p: CpuProblem, emu: Emulation): CpuResult {
     fp32: emu.accumulate === 'float32',
     roundP: pDtype === 'float64' ? (x) => x : (x) => roundTo(x, pDtype),
   };
+  return attendAllHeads(
+    p,
+    (b, h, kh) => ({
+      q: gatherHead(q, sq, headsQ, d, b, h),
+      k: gatherHead(k, sk, headsKv, d, b, kh),
+      v: gatherHead(v, sk, headsKv, dv, b, kh),
+    }),
+    steps,
+    (o) => roundArrayTo(o, emu.outDtype),
+  );
+}
+
+/**
+ * attendHeadTiled over every (batch, query head), with the inputs `headOf` gives (kh: the head's
+ * k/v head), assembled into (batch, seqlenQ, headsQ, headDimV) out and (batch, headsQ, seqlenQ) lse.
+ * `finish` maps each head's o before it is stored (e.g. rounding to the output dtype).
+ */
+export function attendAllHeads(
+  p: CpuProblem,
+  headOf: (b: number, h: number, kh: number) => HeadInputs,
+  steps: TileSteps,
+  finish: (o: Float64Array, b: number, h: number, kh: number) => Float64Array = (o) => o,
+): CpuResult {
+  const { batch, seqlenQ: sq, headsQ, headDimV: dv } = p;
   const out = new Float64Array(batch * sq * headsQ * dv);
   const lse = new Float64Array(batch * headsQ * sq);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < headsQ; h++) {
       const kh = kvHeadOf(p, h);
-      const head: HeadInputs = {
-        q: gatherHead(q, sq, headsQ, d, b, h),
-        k: gatherHead(k, sk, headsKv, d, b, kh),
-        v: gatherHead(v, sk, headsKv, dv, b, kh),
-      };
-      const r = attendHeadTiled(p, head, steps);
-      scatterHead(out, roundArrayTo(r.o, emu.outDtype), sq, headsQ, dv, b, h);
+      const r = attendHeadTiled(p, headOf(b, h, kh), steps);
+      scatterHead(out, finish(r.o, b, h, kh), sq, headsQ, dv, b, h);
       lse.set(r.lse, lseIndex(p, b, h, 0));
     }
   }

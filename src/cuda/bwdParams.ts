@@ -2,7 +2,7 @@
  * The backward kernel's parameter struct, byte for byte as kernels/bwd/params.cuh declares it
  * (the static_asserts there pin the same offsets).
  */
-import { TENSOR_MAP_BYTES } from './tensormap.js';
+import { packParamBlock } from './paramBlock.js';
 
 export const BWD_PARAMS_BYTES = 896;
 export const BWD_PARAMS_ALIGN = 128;
@@ -35,24 +35,20 @@ export interface BwdParams {
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
-  const bytes = new Uint8Array(BWD_PARAMS_BYTES);
-  [p.tmQ, p.tmK, p.tmV, p.tmDout, p.tmDk, p.tmDv].forEach((map, i) => bytes.set(map.subarray(0, TENSOR_MAP_BYTES), i * TENSOR_MAP_BYTES));
-  const view = new DataView(bytes.buffer);
-  [p.lseLog2, p.dpsum, p.dqAccum, p.dqSemaphore].forEach((ptr, i) => view.setBigUint64(768 + 8 * i, ptr, true));
-  const ints: [number, number][] = [
-    [800, p.seqlenQ],
-    [804, p.seqlenK],
-    [808, p.headsQ],
-    [812, p.groupSize],
-    [816, p.windowLeft],
-    [820, p.windowRight],
-    [832, p.numMBlocks],
-    [836, p.numNBlocks],
-    [840, p.rotate ? 1 : 0],
-    [844, p.arrivalOrder ? 1 : 0],
-  ];
-  for (const [offset, value] of ints) view.setInt32(offset, value, true);
-  view.setFloat32(824, p.scaleLog2, true);
-  view.setFloat32(828, p.softmaxScale, true);
-  return bytes;
+  return packParamBlock(BWD_PARAMS_BYTES, [p.tmQ, p.tmK, p.tmV, p.tmDout, p.tmDk, p.tmDv], {
+    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqSemaphore]],
+    i32: [
+      [800, p.seqlenQ],
+      [804, p.seqlenK],
+      [808, p.headsQ],
+      [812, p.groupSize],
+      [816, p.windowLeft],
+      [820, p.windowRight],
+      [832, p.numMBlocks],
+      [836, p.numNBlocks],
+      [840, p.rotate ? 1 : 0],
+      [844, p.arrivalOrder ? 1 : 0],
+    ],
+    f32: [[824, p.scaleLog2], [828, p.softmaxScale]],
+  });
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ShapeCase } from '../support/cases.js';
 import { attention, attentionBackward, CudaUnavailableError, DTypeError, OptionError, ShapeError, Tensor, UnsupportedError } from '../../src/index.js';
 import { attentionBackwardCpu } from '../../src/cpu/backward.js';
 import { cpuProblemOf } from '../../src/cpu/backend.js';
@@ -8,14 +9,8 @@ import type { AttentionOptions } from '../../src/options.js';
 import { resolveOptions } from '../../src/options.js';
 import { validateAttentionInputs } from '../../src/problem.js';
 
-interface Case {
+interface Case extends ShapeCase {
   name: string;
-  b: number;
-  sq: number;
-  sk: number;
-  hq: number;
-  hkv: number;
-  d: number;
   options: AttentionOptions;
 }
 

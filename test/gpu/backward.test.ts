@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { getBackend } from '../../src/backend.js';
+import type { ShapeCase } from '../support/cases.js';
+import { gpuSkip } from '../support/gpu.js';
 import { cpuProblemOf } from '../../src/cpu/backend.js';
 import { attentionBackwardCpu, type CpuGradients } from '../../src/cpu/backward.js';
 import type { DType } from '../../src/dtype.js';
@@ -16,17 +17,9 @@ import { roundTo } from '../../src/numerics/convert.js';
 import { resolveOptions, type AttentionOptions } from '../../src/options.js';
 import { validateAttentionInputs } from '../../src/problem.js';
 
-const cuda = getBackend('cuda');
-const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
-const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
+const skip = gpuSkip;
 
-interface Case {
-  b: number;
-  sq: number;
-  sk: number;
-  hq: number;
-  hkv: number;
-  d: number;
+interface Case extends ShapeCase {
   dtype: 'bfloat16' | 'float16';
   options: AttentionOptions;
 }

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { getBackend } from '../../src/backend.js';
+import type { ShapeCase } from '../support/cases.js';
+import { gpuSkip } from '../support/gpu.js';
 import { CudaContext } from '../../src/cuda/context.js';
 import { planForward } from '../../src/cuda/forward.js';
 import { ABLATION_SCHEDULES, FORWARD_HEAD_DIMS, FORWARD_TILES, forwardKernel } from '../../src/cuda/kernels.js';
@@ -16,18 +17,10 @@ import { resolveOptions } from '../../src/options.js';
 import { validateAttentionInputs } from '../../src/problem.js';
 import { cpuProblemOf, maxAbsDiffLse, relativeError } from '../support/compare.js';
 
-const cuda = getBackend('cuda');
-const probe = cuda?.probe() ?? { ok: false as const, reason: 'cuda backend not registered' };
-const skip = probe.ok ? false : `no usable CUDA GPU (${probe.reason}); GPU tests run on the GPU machine`;
+const skip = gpuSkip;
 
 
-interface Case {
-  b: number;
-  sq: number;
-  sk: number;
-  hq: number;
-  hkv: number;
-  d: number;
+interface Case extends ShapeCase {
   causal: boolean;
   dtype: 'bfloat16' | 'float16';
   window?: [number, number];
