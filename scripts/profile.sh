@@ -1,11 +1,19 @@
-source .device/env.sh
-prof() { # name dtype variant point
-  ncu --kernel-name flash3_fwd --launch-skip 5 --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section InstructionStats --section SchedulerStats --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active \
-    node scripts/tune.mjs --dtype $2 --variants $3 --points $4 > $OUT/ncu-$1.txt 2>&1
-  echo "== $1"; grep -E "gmma_cycles|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Stall|Executed Ipc A|Warp Cycles Per Issued|Duration" $OUT/ncu-$1.txt | head -20
-}
-prof fp8-128 fp8 default 128:16384:full
-prof bf16-256-1k bf16 default 256:1024:full
-prof bf16-128 bf16 default 128:8192:full
-for c in dist/kernels/flash_fwd_e4m3_bf16_hd128.cubin; do cuobjdump -sass $c > $OUT/sass-fp8-128.txt; done
-awk '{print $2}' $OUT/sass-fp8-128.txt | grep -E "^[A-Z]" | sed 's/\..*//' | sort | uniq -c | sort -rn | head -25
+#!/usr/bin/env bash
+# Nsight Compute on one forward launch per spec, for the GPU machine (after ../shared/device/stage):
+#   source .device/env.sh && bash scripts/profile.sh fp8:default:128:16384:full bf16:default:256:1024:causal
+# Each spec is DTYPE:VARIANT:HEADDIM:SEQLEN:full|causal (the paper grid's batch and heads); the
+# full report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed.
+set -uo pipefail
+out=${OUT:-/tmp/flash3-out}
+mkdir -p "$out"
+for spec in "$@"; do
+  IFS=: read -r dtype variant headdim seqlen mask <<<"$spec"
+  report="$out/ncu-${spec//:/-}.txt"
+  # tune.mjs warms up 5 launches before timing; profile the first timed one.
+  ncu --kernel-name flash3_fwd --launch-skip 5 --launch-count 1 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+    --metrics sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active \
+    node scripts/tune.mjs --dtype "$dtype" --variants "$variant" --points "$headdim:$seqlen:$mask" >"$report" 2>&1
+  echo "== $spec"
+  grep -E "pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Duration" "$report" | head -12
+done
