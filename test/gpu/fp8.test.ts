@@ -23,6 +23,7 @@ interface Case extends ShapeCase {
   hadamard: boolean;
   /** 2: accuracy mode (two-term q). */
   terms?: 1 | 2;
+  window?: [number, number];
 }
 
 const CASES: Case[] = [
@@ -34,10 +35,11 @@ const CASES: Case[] = [
   { b: 1, sq: 17, sk: 333, hq: 4, hkv: 1, d: 256, causal: false, scaling: 'tensor', hadamard: true },
   { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2 },
   { b: 1, sq: 300, sk: 300, hq: 2, hkv: 1, d: 64, causal: false, scaling: 'tensor', hadamard: false, terms: 2 },
+  { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 256, causal: false, scaling: 'block', hadamard: true, window: [100, 37] },
 ];
 
 const label = (c: Case) =>
-  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}`;
+  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.window ? `window ${c.window}` : c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}`;
 
 /** A device QuantizedTensor's contents on the host. */
 const toHost = (x: QuantizedTensor) => new QuantizedTensor(x.data.cpu(), x.descale.cpu(), x.blockRows, x.hadamardSeed, x.terms);
@@ -67,7 +69,7 @@ describe('CUDA FP8 forward', { skip }, () => {
       assert.ok(differ <= Math.max(2, dq.length * 1e-3), `${differ} of ${dq.length} quantized elements differ`);
       assert.ok(descaleErr < 1e-5, `descale rel err ${descaleErr}`);
 
-      const options = { causal: c.causal };
+      const options = c.window ? { windowSize: c.window } : { causal: c.causal };
       const { out, lse } = attention(q8, k8, v8, { ...options, backend: 'cuda' });
       const emu = attention(toHost(q8), toHost(k8), toHost(v8), { ...options, backend: 'cpu' });
       const ref = referenceAttention(cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), resolveOptions(options, c.d)));
