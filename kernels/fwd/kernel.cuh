@@ -112,8 +112,6 @@ struct FwdKernel {
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     uint8_t* smem_ptr = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     const Smem smem{ptx::smem_addr(smem_ptr)};
-    const int warpgroup = threadIdx.x / 128;
-
     if (threadIdx.x == 0) {
       ptx::mbarrier_init(smem.q_full(), 1);
       ptx::mbarrier_init(smem.q_empty(), 4 * ConsumerWGs);  // one arrival per consumer warp
@@ -126,14 +124,8 @@ struct FwdKernel {
       ptx::fence_barrier_init();
     }
     __syncthreads();
-
-    if (warpgroup == 0) {
-      ptx::setmaxnreg_dec<kProducerRegs>();
-      if (threadIdx.x == 0) produce(p, smem);
-    } else {
-      ptx::setmaxnreg_inc<kConsumerRegs>();
-      consume(p, smem, smem_ptr, warpgroup - 1);
-    }
+    ptx::split_roles<kProducerRegs, kConsumerRegs>([&] { produce(p, smem); },
+                                                   [&](int wg) { consume(p, smem, smem_ptr, wg); });
   }
 
   __device__ static void produce(const FwdParams& p, const Smem& smem) {

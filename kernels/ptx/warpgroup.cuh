@@ -24,6 +24,20 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Warp specialisation: after the CTA-wide setup, warpgroup 0 gives registers back and its first
+// thread runs `produce()`; the other warpgroups take them and run `consume(index from 0)`.
+template <int ProducerRegs, int ConsumerRegs, typename Produce, typename Consume>
+__device__ __forceinline__ void split_roles(Produce&& produce, Consume&& consume) {
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    setmaxnreg_dec<ProducerRegs>();
+    if (threadIdx.x == 0) produce();
+  } else {
+    setmaxnreg_inc<ConsumerRegs>();
+    consume(warpgroup - 1);
+  }
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
