@@ -12,21 +12,11 @@ import { FORWARD_HEAD_DIMS } from '../cuda/kernels.js';
 import { UsageError, boolFlag, intListFlag, type FlagValues } from './args.js';
 import { fixed, ms } from './format.js';
 import { ProgressBar } from './progress.js';
+import type { PointTimes } from './benchReport.js';
 import { formatTable } from './table.js';
 
-export interface BackwardRow {
-  headDim: number;
-  causal: boolean;
-  seqlen: number;
-  batch: number;
-  heads: number;
-  flash3Ms: number;
-  flash3Tflops: number | null;
+export interface BackwardRow extends PointTimes<number | null> {
   deterministicMs: number;
-  cudnnMs: number | null;
-  cudnnTflops: number | null;
-  flashMs: number | null;
-  flashTflops: number | null;
 }
 
 export interface BackwardReport {

@@ -9,19 +9,22 @@ import { fixed, ms } from './format.js';
 import { panelGridSvg, type BarChartSpec, type BarSeries } from './svg.js';
 import { formatTable } from './table.js';
 
-export interface BenchRow {
+/** One grid point's times: flash3's, and its peers' (null where a peer did not run or refused). */
+export interface PointTimes<Tflops = number> {
   headDim: number;
   causal: boolean;
   seqlen: number;
   batch: number;
   heads: number;
   flash3Ms: number;
-  flash3Tflops: number;
+  flash3Tflops: Tflops;
   cudnnMs: number | null;
   cudnnTflops: number | null;
   flashMs: number | null;
   flashTflops: number | null;
 }
+
+export type BenchRow = PointTimes;
 
 export interface BenchReport {
   backend: 'cuda' | 'cpu';
