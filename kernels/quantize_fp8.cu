@@ -15,6 +15,7 @@
 #include <cuda_fp16.h>
 
 #include "fwd/element.cuh"
+#include "ptx/convert.cuh"
 
 namespace flash3 {
 
@@ -43,21 +44,12 @@ constexpr int kMaxTransposeRows = 128;
 constexpr int kMaxDim = 256;
 constexpr float kE4m3Max = 448.f;
 
-template <typename T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <>
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-template <>
-__device__ __forceinline__ float to_float(__nv_fp8_e4m3 x) { return float(x); }
-
 // Row `row` of the block, as this lane's E = dim/32 columns (lane*E ..), rotated when asked.
 template <typename T, int E>
 __device__ __forceinline__ void load_row(const QuantizeParams& p, int batch, int head, int row, int lane, float (&v)[E]) {
   const T* src = static_cast<const T*>(p.x) + batch * p.stride_b + row * p.stride_s + head * p.stride_h + lane * E;
 #pragma unroll
-  for (int e = 0; e < E; ++e) v[e] = to_float(src[e]);
+  for (int e = 0; e < E; ++e) v[e] = ptx::to_float(src[e]);
   if (!p.hadamard) return;
 #pragma unroll
   for (int e = 0; e < E; ++e) {

@@ -5,21 +5,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../ptx/convert.cuh"
+
 namespace flash3 {
-
-template <typename T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half x) { return __half2float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 
 struct Strides {
   long long batch, seq, head;  // in elements; the head dim is contiguous
@@ -45,7 +33,7 @@ __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sd
   if (i < seqlen_q) {
     const T* o = out + b * so.batch + i * so.seq + h * so.head;
     const T* g = dout + b * sdo.batch + i * sdo.seq + h * sdo.head;
-    for (int c = lane; c < headdim; c += 32) d += to_float(o[c]) * to_float(g[c]);
+    for (int c = lane; c < headdim; c += 32) d += ptx::to_float(o[c]) * ptx::to_float(g[c]);
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
     const float x = lse[b * slse.batch + h * slse.head + i * slse.seq];
@@ -82,8 +70,8 @@ __device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads,
     const int thread = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2;
     const float2 v = *reinterpret_cast<const float2*>(dq_accum + tile * 4096 + 4 * (128 * (col / 8) + thread) +
                                                       2 * ((row % 16) / 8));
-    dq[x] = from_float<T>(v.x * scale);
-    dq[x + 1] = from_float<T>(v.y * scale);
+    dq[x] = ptx::from_float<T>(v.x * scale);
+    dq[x + 1] = ptx::from_float<T>(v.y * scale);
   }
 }
 
