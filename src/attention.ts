@@ -5,7 +5,7 @@
 import { selectBackend, selectFp8Backend, type ForwardResult, type Fp8OutDType } from './backend.js';
 import { OptionError, UnsupportedError } from './errors.js';
 import { QuantizedTensor, quantizeFp8, resolveQuantize, type QuantizeOptions } from './fp8.js';
-import { resolveOptions, type AttentionOptions } from './options.js';
+import { resolveOptions, type AttentionOptions, type ResolvedOptions } from './options.js';
 import { validateAttentionInputs } from './problem.js';
 import { Tensor } from './tensor.js';
 
@@ -25,8 +25,9 @@ const FP8_OPTION_NAMES = ['fp8', 'outDtype'];
 
 /** q's head dim when q looks usable, so options can be resolved before the inputs are checked. */
 function headDimHint(q: unknown): number {
-  const t = q instanceof QuantizedTensor ? q.data : q;
-  if (t instanceof Tensor && t.shape.length === 4 && t.shape[3] >= 1) return t.shape[3];
+  // A QuantizedTensor's logical head dim (its data holds `terms` of them side by side).
+  const shape = q instanceof QuantizedTensor ? q.shape : q instanceof Tensor ? q.shape : null;
+  if (shape && shape.length === 4 && shape[3] >= 1) return shape[3];
   // Placeholder only: validateAttentionInputs rejects such a q right after, before the scale is used.
   return 1;
 }
@@ -45,7 +46,7 @@ export function attention(
 ): AttentionResult {
   const opts = resolveOptions(options, headDimHint(q), FP8_OPTION_NAMES);
   const quantized = [q, k, v].filter((t) => t instanceof QuantizedTensor).length;
-  if (quantized > 0) return attentionFp8(q, k, v, options);
+  if (quantized > 0) return attentionFp8(q, k, v, opts, options?.outDtype ?? 'bfloat16');
   const fp8 = options?.fp8 ?? false;
   if (fp8 !== false) {
     if (fp8 !== true && (typeof fp8 !== 'object' || fp8 === null)) {
@@ -60,7 +61,7 @@ export function attention(
         quantizeFp8(k as Tensor, { ...qk, terms: 1 }),
         quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1 }),
       );
-      return attentionFp8(made[0], made[1], made[2], { ...options, fp8: false, outDtype: (q as Tensor).dtype as Fp8OutDType });
+      return attentionFp8(made[0], made[1], made[2], opts, (q as Tensor).dtype as Fp8OutDType);
     } finally {
       for (const t of made) t.dispose();
     }
@@ -69,14 +70,13 @@ export function attention(
   return selectBackend(opts.backend, shape, opts).forward(q as Tensor, k as Tensor, v as Tensor, shape, opts);
 }
 
-function attentionFp8(q: unknown, k: unknown, v: unknown, options?: Fp8AttentionOptions): AttentionResult {
+function attentionFp8(q: unknown, k: unknown, v: unknown, opts: ResolvedOptions, outDtype: unknown): AttentionResult {
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!(t instanceof QuantizedTensor)) {
       throw new UnsupportedError(`${name} is not a QuantizedTensor but another input is`, { param: name, fix: `quantize ${name} too: quantizeFp8(${name}, options)` });
     }
   }
   const [q8, k8, v8] = [q, k, v] as QuantizedTensor[];
-  const opts = resolveOptions(options, q8.shape[3], FP8_OPTION_NAMES);
   const views = [q8, k8, v8].map((t) => t.firstTerm());
   let shape;
   try {
@@ -106,7 +106,6 @@ function attentionFp8(q: unknown, k: unknown, v: unknown, options?: Fp8Attention
       fix: 'quantize k and v with the same blockRows',
     });
   }
-  const outDtype = options?.outDtype ?? 'bfloat16';
   if (outDtype !== 'bfloat16' && outDtype !== 'float16') {
     throw new OptionError("outDtype must be 'bfloat16' or 'float16'", { param: 'options.outDtype', value: outDtype });
   }

@@ -8,6 +8,7 @@ import { OptionError, ShapeError, UnsupportedError } from './errors.js';
 import { encode, roundTo } from './numerics/convert.js';
 import { hadamardRows, randomSigns } from './numerics/hadamard.js';
 import { quantizeFp8 as quantizeRows } from './cpu/fp8.js';
+import { gatherHead } from './cpu/problem.js';
 import { Tensor } from './tensor.js';
 
 export type Fp8Scaling = 'tensor' | 'block';
@@ -171,19 +172,18 @@ function quantizeOnHost(x: Tensor, q: ResolvedQuantize): QuantizedTensor {
   const whole = q.scaling === 'tensor' ? quantizeRows(values, b * s * h, d, { ...base, scaling: 'tensor', blockRows: 1 }) : null;
   for (let bi = 0; bi < b; bi++) {
     for (let hi = 0; hi < h; hi++) {
-      const slice = new Float64Array(s * d);
-      for (let si = 0; si < s; si++) slice.set(values.subarray(((bi * s + si) * h + hi) * d, ((bi * s + si) * h + hi + 1) * d), si * d);
-      const r = whole ?? quantizeRows(slice, s, d, { ...base, scaling: 'block', blockRows: q.blockRows });
+      // Where row si of this (batch, head) sits in r.values, and its descale.
+      const r = whole ?? quantizeRows(gatherHead(values, s, h, d, bi, hi), s, d, { ...base, scaling: 'block', blockRows: q.blockRows });
+      const at = (si: number) => (whole ? ((bi * s + si) * h + hi) * d : si * d);
+      const scaleOf = (si: number) => (whole ? whole.descale[0] : r.descale[Math.floor(si / q.blockRows)]);
       for (let si = 0; si < s; si++) {
-        const from = whole ? ((bi * s + si) * h + hi) * d : si * d;
         const row = (bi * s + si) * h + hi;
-        data.set(r.values.subarray(from, from + d), row * d * q.terms);
+        data.set(r.values.subarray(at(si), at(si) + d), row * d * q.terms);
         if (!rotated) continue;
         // The second term quantizes the first's residual at the first's scale.
-        const scale = whole ? whole.descale[0] : r.descale[Math.floor(si / q.blockRows)];
-        for (let c = 0; c < d; c++) data[row * 2 * d + d + c] = roundTo(rotated[row * d + c] / scale - r.values[from + c], 'float8_e4m3');
+        for (let c = 0; c < d; c++) data[row * 2 * d + d + c] = roundTo(rotated[row * d + c] / scaleOf(si) - r.values[at(si) + c], 'float8_e4m3');
       }
-      for (let blk = 0; blk < blocks; blk++) descale[(bi * h + hi) * blocks + blk] = whole ? whole.descale[0] : r.descale[blk];
+      for (let blk = 0; blk < blocks; blk++) descale[(bi * h + hi) * blocks + blk] = scaleOf(blk * q.blockRows);
     }
   }
   return new QuantizedTensor(
@@ -193,9 +193,4 @@ function quantizeOnHost(x: Tensor, q: ResolvedQuantize): QuantizedTensor {
     q.hadamard ? q.seed : null,
     q.terms,
   );
-}
-
-/** ±1 per column: the rotation quantizeFp8 applies for `seed` (as src/numerics/hadamard.ts). */
-export function hadamardSigns(dim: number, seed: number): Float64Array {
-  return randomSigns(dim, seed);
 }

@@ -6,6 +6,7 @@ import type { DType } from '../dtype.js';
 import { Event, CudaContext } from '../cuda/context.js';
 import { planForward } from '../cuda/forward.js';
 import { vtSeqlenPad } from '../cuda/quantize.js';
+import { DEFAULT_BLOCK_ROWS } from '../fp8.js';
 import type { Variant } from '../cuda/kernels.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
@@ -97,17 +98,16 @@ export function timeCudaForward(
   const out = Tensor.empty(shape, fp8 ? 'bfloat16' : buffers.dtype, 'cuda');
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
-  const blockRows = 128;
   // Block descales that differ from block to block, as real block-quantized inputs have: with
   // equal ones the kernel would skip rescaling O between key blocks, which it cannot do in use.
-  const blocks = p.batch * p.heads * Math.ceil(p.seqlen / blockRows);
+  const blocks = p.batch * p.heads * Math.ceil(p.seqlen / DEFAULT_BLOCK_ROWS);
   const descales = fp8 ? Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => 1 + (i % 7) / 64), [blocks], 'float32').cuda() : null;
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const vInput = descales
       ? {
           vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },
-          descale: { q: descales.devicePointer, k: descales.devicePointer, v: descales.devicePointer, qRows: blockRows, kRows: blockRows },
+          descale: { q: descales.devicePointer, k: descales.devicePointer, v: descales.devicePointer, qRows: DEFAULT_BLOCK_ROWS, kRows: DEFAULT_BLOCK_ROWS },
         }
       : v;
     const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);

@@ -3,11 +3,12 @@
  * exactly to float64, so it accepts anything the validator accepts and serves as ground truth.
  */
 import type { Backend } from '../backend.js';
+import type { DType } from '../dtype.js';
 import { UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
-import type { CpuProblem } from './problem.js';
+import type { CpuProblem, CpuResult } from './problem.js';
 import { FP8_FORWARD_TILES } from '../cuda/kernels.js';
 import { attentionBackwardCpu } from './backward.js';
 import { fp8AttentionQuantized } from './fp8.js';
@@ -15,6 +16,11 @@ import { referenceAttention } from './reference.js';
 
 /** The CPU kernels' view of validated tensors: contiguous float64 values (exact for every dtype). */
 export function cpuProblemOf(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): CpuProblem {
+  return cpuProblemOfValues(q.toFloat64Array(), k.toFloat64Array(), v.toFloat64Array(), shape, opts);
+}
+
+/** The same, from values already in float64 (e.g. the summed terms of a two-term FP8 q). */
+function cpuProblemOfValues(q: Float64Array, k: Float64Array, v: Float64Array, shape: ProblemShape, opts: ResolvedOptions): CpuProblem {
   return {
     batch: shape.batch,
     seqlenQ: shape.seqlenQ,
@@ -23,9 +29,9 @@ export function cpuProblemOf(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShap
     headsKv: shape.headsKv,
     headDim: shape.headDim,
     headDimV: shape.headDimV,
-    q: q.toFloat64Array(),
-    k: k.toFloat64Array(),
-    v: v.toFloat64Array(),
+    q,
+    k,
+    v,
     softmaxScale: opts.softmaxScale,
     windowLeft: opts.windowLeft,
     windowRight: opts.windowRight,
@@ -48,6 +54,15 @@ function toCallerDevice(shape: ProblemShape, results: Tensor[]): Tensor[] {
   }
 }
 
+/** out (in `outDtype`) and lse as Tensors where the caller's inputs live. */
+function forwardResult(shape: ProblemShape, { out, lse }: CpuResult, outDtype: DType) {
+  const [o, l] = toCallerDevice(shape, [
+    Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], outDtype),
+    Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
+  ]);
+  return { out: o, lse: l };
+}
+
 export const cpuBackend: Backend = {
   name: 'cpu',
 
@@ -56,19 +71,13 @@ export const cpuBackend: Backend = {
   supports: () => null,
 
   forward(q, k, v, shape, opts) {
-    const { out, lse } = referenceAttention(cpuProblemOf(q, k, v, shape, opts));
-    const [o, l] = toCallerDevice(shape, [
-      Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], shape.dtype),
-      Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
-    ]);
-    return { out: o, lse: l };
+    return forwardResult(shape, referenceAttention(cpuProblemOf(q, k, v, shape, opts)), shape.dtype);
   },
 
   supportsFp8: (shape) => (shape.headDimV === shape.headDim ? null : 'FP8 needs equal q/k and v head dims'),
 
   // Emulates the CUDA FP8 kernel, blocking included (head dims without a kernel use 128 x 128).
   forwardFp8({ q, k, v }, shape, opts, outDtype) {
-    const p = { ...cpuProblemOf(k.data, k.data, v.data, shape, opts), q: q.summedValues() };
     const tile = FP8_FORWARD_TILES[shape.headDim as keyof typeof FP8_FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
     if (k.blockRows % tile.blockN !== 0) {
       throw new UnsupportedError(`k and v are scaled per ${k.blockRows} keys, not a multiple of the FP8 key block ${tile.blockN}`, {
@@ -78,12 +87,8 @@ export const cpuBackend: Backend = {
       });
     }
     const descales = { q: q.descale.toFloat64Array(), k: k.descale.toFloat64Array(), v: v.descale.toFloat64Array(), qRows: q.blockRows, kRows: k.blockRows };
-    const { out, lse } = fp8AttentionQuantized(p, descales, tile);
-    const [o, l] = toCallerDevice(shape, [
-      Tensor.fromArray(out, [shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], outDtype),
-      Tensor.fromArray(lse, [shape.batch, shape.headsQ, shape.seqlenQ], 'float32'),
-    ]);
-    return { out: o, lse: l };
+    const p = cpuProblemOfValues(q.summedValues(), k.data.toFloat64Array(), v.data.toFloat64Array(), shape, opts);
+    return forwardResult(shape, fp8AttentionQuantized(p, descales, tile), outDtype);
   },
 
   backward(q, k, v, grads, shape, opts) {

@@ -5,7 +5,8 @@
  * naming the call, rather than at some later unrelated call.
  */
 import { registerBackend, type Backend, type BackwardInputs, type Fp8Inputs, type Fp8OutDType, type ProbeResult } from '../backend.js';
-import { QuantizedTensor, registerDeviceQuantizer, hadamardSigns, type ResolvedQuantize } from '../fp8.js';
+import { QuantizedTensor, registerDeviceQuantizer, type ResolvedQuantize } from '../fp8.js';
+import { randomSigns } from '../numerics/hadamard.js';
 import { UnsupportedError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
@@ -14,7 +15,7 @@ import { CudaContext, probeCuda } from './context.js';
 import { gradientsOnDevice } from './backward.js';
 import { planForward } from './forward.js';
 import { launchDescaleAll, launchQuantize, MAX_TRANSPOSE_ROWS, vtSeqlenPad } from './quantize.js';
-import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS, missingCubins } from './kernels.js';
+import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS, missingCubins, type KernelElement } from './kernels.js';
 
 let probed: ProbeResult | undefined;
 
@@ -94,8 +95,11 @@ function onDevice<T>(shape: ProblemShape, named: [string, Tensor][], body: (ctx:
   }
 }
 
-/** Allocates out and lse on the device poisoned with NaN, runs `launch`, and returns them where the caller's inputs live. */
-function withOutputs(ctx: CudaContext, shape: ProblemShape, device: number, outDtype: Fp8OutDType, launch: (out: Tensor, lse: Tensor) => void) {
+/**
+ * Allocates out and lse on the device poisoned with NaN, runs `launch` (which waits for its
+ * kernels), and returns them where the caller's inputs live.
+ */
+function withOutputs(ctx: CudaContext, shape: ProblemShape, device: number, outDtype: KernelElement, launch: (out: Tensor, lse: Tensor) => void) {
   const out = Tensor.empty([shape.batch, shape.seqlenQ, shape.headsQ, shape.headDimV], outDtype, 'cuda', device);
   const lse = Tensor.empty([shape.batch, shape.headsQ, shape.seqlenQ], 'float32', 'cuda', device);
   try {
@@ -103,7 +107,6 @@ function withOutputs(ctx: CudaContext, shape: ProblemShape, device: number, outD
     ctx.memset8(out.devicePointer, 0xff, out.numel * 2);
     ctx.memset8(lse.devicePointer, 0xff, lse.numel * 4);
     launch(out, lse);
-    ctx.synchronize();
   } catch (e) {
     out.dispose();
     lse.dispose();
@@ -152,7 +155,7 @@ function quantizeOnDevice(x: Tensor, o: ResolvedQuantize): QuantizedTensor {
   const data = Tensor.empty([b, s, h, d * o.terms], 'float8_e4m3', 'cuda', x.device);
   const descale = Tensor.empty([b, h, Math.ceil(s / o.blockRows)], 'float32', 'cuda', x.device);
   try {
-    const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? hadamardSigns(d, o.seed) : null, terms: o.terms };
+    const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? randomSigns(d, o.seed) : null, terms: o.terms };
     if (o.scaling === 'block') {
       launchQuantize(ctx, { ...base, mode: 'block' });
     } else {
@@ -180,7 +183,7 @@ function launchPlan(plan: ReturnType<typeof planForward>, ctx: CudaContext): voi
 
 function forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions) {
   return onDevice(shape, [['q', q], ['k', k], ['v', v]], (ctx, device, [dq, dk, dv]) =>
-    withOutputs(ctx, shape, device, shape.dtype as Fp8OutDType, (out, lse) =>
+    withOutputs(ctx, shape, device, shape.dtype as KernelElement, (out, lse) =>
       launchPlan(planForward(ctx, { q: dq, k: dk, v: dv, out, lse }, shape, opts), ctx),
     ),
   );

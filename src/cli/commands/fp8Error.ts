@@ -63,13 +63,11 @@ export interface Fp8ErrorRow {
 export function fp8ErrorRows(s: Setup, headDim: number): Fp8ErrorRow[] {
   const p = problemOf(s, headDim);
   const ref = referenceAttention(p).out;
-  const half = (dtype: 'float16' | 'bfloat16') =>
-    tiledAttention(p, { ...(FORWARD_TILES[headDim as keyof typeof FORWARD_TILES] ?? { blockM: 128, blockN: 128 }), inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
   const fp8 = (scaling: 'tensor' | 'block', hadamard: boolean, qSplit = false) =>
     fp8AttentionEmulated(p, { scaling, hadamard, seed: s.seed, blockM: FP8_BLOCK, blockN: FP8_BLOCK, qSplit }).out;
   return [
-    { method: 'fp16', rmse: rmse(half('float16'), ref) },
-    { method: 'bf16', rmse: rmse(half('bfloat16'), ref) },
+    { method: 'fp16', rmse: rmse(sixteenBitEmulated(p, 'float16'), ref) },
+    { method: 'bf16', rmse: rmse(sixteenBitEmulated(p, 'bfloat16'), ref) },
     { method: 'fp8 per-tensor scaling (baseline)', rmse: rmse(fp8('tensor', false), ref) },
     { method: 'fp8 block scaling', rmse: rmse(fp8('block', false), ref) },
     { method: 'fp8 block scaling + Hadamard', rmse: rmse(fp8('block', true), ref) },
@@ -103,7 +101,8 @@ export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
   const host = [p.q, p.k, p.v].map((x) => Tensor.fromArray(x, shape, 'bfloat16'));
   const device = host.map((t) => t.cuda());
   try {
-    const ref = referenceAttention({ ...p, q: host[0].toFloat64Array(), k: host[1].toFloat64Array(), v: host[2].toFloat64Array() }).out;
+    const rounded = { ...p, q: host[0].toFloat64Array(), k: host[1].toFloat64Array(), v: host[2].toFloat64Array() };
+    const ref = referenceAttention(rounded).out;
     const run = (ts: Tensor[], backend: 'cuda' | 'cpu', fp8: QuantizeOptions | null) => {
       const { out, lse } = attention(ts[0], ts[1], ts[2], { backend, ...(fp8 ? { fp8: { ...fp8, seed: s.seed } } : {}) });
       try {
@@ -116,18 +115,17 @@ export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
     return GPU_VARIANTS.map((v) => ({
       method: v.method,
       gpu: v.fp8?.terms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(headDim) ? null : run(device, 'cuda', v.fp8),
-      emulation: v.fp8 ? run(host, 'cpu', v.fp8) : rmse(half16(p, host), ref),
+      emulation: v.fp8 ? run(host, 'cpu', v.fp8) : rmse(sixteenBitEmulated(rounded, 'bfloat16'), ref),
     }));
   } finally {
     for (const t of [...host, ...device]) t.dispose();
   }
 }
 
-/** bf16 flash3 emulated on bf16 inputs (the GPU row's counterpart). */
-function half16(p: CpuProblem, host: Tensor[]): Float64Array {
+/** flash3's 16-bit kernel emulated with its own tiles (128 x 128 where it has none). */
+function sixteenBitEmulated(p: CpuProblem, dtype: 'float16' | 'bfloat16'): Float64Array {
   const tiles = FORWARD_TILES[p.headDim as keyof typeof FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
-  const inputs = { ...p, q: host[0].toFloat64Array(), k: host[1].toFloat64Array(), v: host[2].toFloat64Array() };
-  return tiledAttention(inputs, { ...tiles, inputDtype: 'bfloat16', pDtype: 'bfloat16', accumulate: 'float32', outDtype: 'bfloat16' }).out;
+  return tiledAttention(p, { ...tiles, inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
 }
 
 export const fp8ErrorCommand: Command = {
