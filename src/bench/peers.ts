@@ -35,19 +35,24 @@ export function timePeers(points: BenchPoint[], dtype: 'bfloat16' | 'float16', t
     const last = (run.stderr || '').trim().split('\n').slice(-1)[0] ?? '';
     return { ok: false, reason: `peers script failed (${last || `exit ${run.status}`})` };
   }
-  const parsed = JSON.parse(run.stdout) as {
-    torch: string;
-    cudnn: number;
-    device: string;
-    results: { cudnn_ms: number | null; flash_ms: number | null; errors: Record<string, string> }[];
-    scaled_mm_tflops?: number | null;
-  };
-  return {
-    ok: true,
-    torch: parsed.torch,
-    cudnn: parsed.cudnn,
-    device: parsed.device,
-    times: parsed.results.map((r) => ({ cudnnMs: r.cudnn_ms, flashMs: r.flash_ms, errors: r.errors })),
-    scaledMmTflops: parsed.scaled_mm_tflops ?? undefined,
-  };
+  // A malformed reply is a reason like any other failure, not an exception for the bench to die of.
+  try {
+    const parsed = JSON.parse(run.stdout) as {
+      torch: string;
+      cudnn: number;
+      device: string;
+      results: { cudnn_ms: number | null; flash_ms: number | null; errors: Record<string, string> }[];
+      scaled_mm_tflops?: number | null;
+    };
+    return {
+      ok: true,
+      torch: parsed.torch,
+      cudnn: parsed.cudnn,
+      device: parsed.device,
+      times: parsed.results.map((r) => ({ cudnnMs: r.cudnn_ms, flashMs: r.flash_ms, errors: r.errors })),
+      scaledMmTflops: parsed.scaled_mm_tflops ?? undefined,
+    };
+  } catch (e) {
+    return { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
+  }
 }

@@ -5,14 +5,13 @@
  */
 import { BenchBuffers, type TimingOptions } from '../bench/cudaTiming.js';
 import { backwardTflops, timeCudaBackward } from '../bench/backwardTiming.js';
-import { paperGrid, PAPER_HEAD_DIMS, PAPER_SEQLENS, seqlenLabel, type BenchPoint } from '../bench/grid.js';
+import type { BenchPoint } from '../bench/grid.js';
 import { timePeers, type PeersResult } from '../bench/peers.js';
 import { CudaContext } from '../cuda/context.js';
-import { FORWARD_HEAD_DIMS } from '../cuda/kernels.js';
-import { UsageError, boolFlag, intListFlag, type FlagValues } from './args.js';
+import { boolFlag, type FlagValues } from './args.js';
 import { fixed, ms } from './format.js';
-import { ProgressBar } from './progress.js';
-import type { PointTimes } from './benchReport.js';
+import { timeEachPoint } from './benchGrid.js';
+import { buildPointRows, peersInfoOf, type PointTimes } from './benchReport.js';
 import { formatTable } from './table.js';
 
 export interface BackwardRow extends PointTimes<number | null> {
@@ -30,59 +29,32 @@ export interface BackwardReport {
 
 const BUFFER_SEED = 4321;
 
-export function benchBackward(values: FlagValues, dtype: 'bfloat16' | 'float16', causals: boolean[], timing: TimingOptions): BackwardReport {
-  const headDims = intListFlag(values, 'headdim', PAPER_HEAD_DIMS);
-  const bad = headDims.find((d) => !(FORWARD_HEAD_DIMS as readonly number[]).includes(d));
-  if (bad !== undefined) throw new UsageError(`--headdim ${bad} has no CUDA kernel; use ${FORWARD_HEAD_DIMS.join(', ')}`);
-  const points = paperGrid(headDims, intListFlag(values, 'seqlen', PAPER_SEQLENS), causals);
+export function benchBackward(values: FlagValues, dtype: 'bfloat16' | 'float16', points: BenchPoint[], timing: TimingOptions): BackwardReport {
   const ctx = CudaContext.get(0);
   const elements = Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
   process.stderr.write(`flash3 bench --backward: ${points.length} points on ${ctx.name}\n`);
 
-  const times: { ms: number; deterministicMs: number }[] = [];
   const buffers = new BenchBuffers(dtype, elements, BUFFER_SEED);
-  const bar = new ProgressBar(points.length, { label: 'flash3 backward' });
+  let times: { ms: number; deterministicMs: number }[];
   try {
-    for (const p of points) {
-      times.push(timeCudaBackward(buffers, p, timing));
-      bar.tick(`hd${p.headDim}${p.causal ? ' causal' : ''} s=${seqlenLabel(p.seqlen)}`);
-    }
+    times = timeEachPoint(points, 'flash3 backward', (p) => timeCudaBackward(buffers, p, timing));
   } finally {
-    bar.done();
     buffers.dispose();
   }
 
   let peers: PeersResult | null = null;
   if (boolFlag(values, 'peers')) {
     process.stderr.write('flash3 bench --backward: timing PyTorch SDPA cuDNN and FA2 backwards on the same points (bench/peers.py)...\n');
-    try {
-      peers = timePeers(points, dtype, timing, { backward: true });
-    } catch (e) {
-      peers = { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
-    }
+    peers = timePeers(points, dtype, timing, { backward: true });
   }
-  const peerErrors = new Set<string>();
-  const rows = points.map((p: BenchPoint, i): BackwardRow => {
-    const peer = peers?.ok ? peers.times[i] : undefined;
-    for (const [key, label] of [['cudnn', 'cuDNN'], ['flash', 'FA2']] as const) {
-      const err = peer?.errors[key];
-      if (err !== undefined) peerErrors.add(`${label}: ${err}`);
-    }
-    const cudnnMs = peer?.cudnnMs ?? null;
-    const flashMs = peer?.flashMs ?? null;
-    return {
-      ...p,
-      flash3Ms: times[i].ms,
-      flash3Tflops: backwardTflops(p, times[i].ms),
-      deterministicMs: times[i].deterministicMs,
-      cudnnMs,
-      cudnnTflops: backwardTflops(p, cudnnMs),
-      flashMs,
-      flashTflops: backwardTflops(p, flashMs),
-    };
-  });
-  const peersInfo = peers === null ? null : peers.ok ? { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false as const, reason: peers.reason };
-  return { device: ctx.name, dtype, timing, peers: peersInfo, rows, peerErrors: [...peerErrors] };
+  const built = buildPointRows(
+    points,
+    times.map((t) => t.ms),
+    peers,
+    (p, ms) => backwardTflops(p, ms),
+  );
+  const rows = built.rows.map((r, i): BackwardRow => ({ ...r, deterministicMs: times[i].deterministicMs }));
+  return { device: ctx.name, dtype, timing, peers: peersInfoOf(peers), rows, peerErrors: Object.keys(built.peerErrors) };
 }
 
 function tf(x: number | null): string {

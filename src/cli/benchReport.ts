@@ -38,11 +38,23 @@ export interface BenchReport {
   peerErrors: Record<string, string[]>;
 }
 
-function rate(p: BenchPoint, t: number | null): number | null {
-  return t === null ? null : tflops(p, t);
+/** The report's view of a peers run: its versions, or why it did not run; null when not asked for. */
+export function peersInfoOf(peers: PeersResult | null): BenchReport['peers'] {
+  if (peers === null) return null;
+  return peers.ok ? { ok: true, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false, reason: peers.reason };
 }
 
-export function buildRows(points: BenchPoint[], flash3Ms: number[], peers: PeersResult | null): { rows: BenchRow[]; peerErrors: Record<string, string[]> } {
+/**
+ * Rows of flash3's and the peers' times at each point, TFLOPS by `rate` (forward or backward
+ * FLOPs), and why a peer has no number for some points ("cuDNN: <error>" -> points).
+ */
+export function buildPointRows<T extends number | null>(
+  points: BenchPoint[],
+  flash3Ms: number[],
+  peers: PeersResult | null,
+  rate: (p: BenchPoint, ms: number) => T,
+): { rows: PointTimes<T>[]; peerErrors: Record<string, string[]> } {
+  const rateOrNull = (p: BenchPoint, t: number | null) => (t === null ? null : rate(p, t));
   const peerErrors: Record<string, string[]> = {};
   const rows = points.map((p, i) => {
     const peer = peers?.ok ? peers.times[i] : undefined;
@@ -59,17 +71,22 @@ export function buildRows(points: BenchPoint[], flash3Ms: number[], peers: Peers
       batch: p.batch,
       heads: p.heads,
       flash3Ms: flash3Ms[i],
-      flash3Tflops: tflops(p, flash3Ms[i]),
+      flash3Tflops: rate(p, flash3Ms[i]),
       cudnnMs,
-      cudnnTflops: rate(p, cudnnMs),
+      cudnnTflops: rateOrNull(p, cudnnMs),
       flashMs,
-      flashTflops: rate(p, flashMs),
+      flashTflops: rateOrNull(p, flashMs),
     };
   });
   return { rows, peerErrors };
 }
 
-function pointLabel(p: { headDim: number; causal: boolean; seqlen: number }): string {
+/** The forward's rows: TFLOPS from forward FLOPs. */
+export function buildRows(points: BenchPoint[], flash3Ms: number[], peers: PeersResult | null): { rows: BenchRow[]; peerErrors: Record<string, string[]> } {
+  return buildPointRows(points, flash3Ms, peers, tflops);
+}
+
+export function pointLabel(p: { headDim: number; causal: boolean; seqlen: number }): string {
   return `hd${p.headDim}${p.causal ? ' causal' : ''} s=${seqlenLabel(p.seqlen)}`;
 }
 

@@ -7,18 +7,18 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { attention } from '../../attention.js';
 import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } from '../../bench/cudaTiming.js';
-import { median, paperGrid, PAPER_HEAD_DIMS, PAPER_SEQLENS, seqlenLabel, type BenchPoint } from '../../bench/grid.js';
+import { median, type BenchPoint } from '../../bench/grid.js';
 import { timePeers, type PeersResult } from '../../bench/peers.js';
 import { CudaContext } from '../../cuda/context.js';
-import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
+import { FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
 import type { DType } from '../../dtype.js';
 import { Flash3Error } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
 import { UsageError, boolFlag, choiceFlag, dtypeFlag, intFlag, intListFlag, stringFlag, type Command, type FlagValues } from '../args.js';
 import { pickBackend } from '../backends.js';
-import { buildRows, headerLine, reportJson, reportSvg, reportTable, type BenchReport } from '../benchReport.js';
-import { ProgressBar } from '../progress.js';
+import { buildRows, peersInfoOf, headerLine, reportJson, reportSvg, reportTable, type BenchReport } from '../benchReport.js';
 import { backwardHeader, backwardTable, benchBackward } from '../backwardBench.js';
+import { cudaGridPoints, timeEachPoint } from '../benchGrid.js';
 
 /** The CPU reference is ~1000x slower than the GPU: a few timed calls are plenty. */
 const CPU_TIMING: TimingOptions = { warmup: 2, iterations: 2, repetitions: 3 };
@@ -41,46 +41,24 @@ function causalsOf(values: FlagValues): boolean[] {
   return c === 'both' ? [false, true] : [c === 'yes'];
 }
 
-function progress(points: BenchPoint[], label: string): { bar: ProgressBar; tick: (p: BenchPoint) => void } {
-  const bar = new ProgressBar(points.length, { label });
-  return { bar, tick: (p) => bar.tick(`hd${p.headDim}${p.causal ? ' causal' : ''} s=${seqlenLabel(p.seqlen)}`) };
-}
-
-/** timePeers, with a malformed reply from the script turned into a reason like any other failure. */
-function peersOrReason(points: BenchPoint[], dtype: 'bfloat16' | 'float16', timing: TimingOptions, scaledMm = false): PeersResult {
-  try {
-    return timePeers(points, dtype, timing, { scaledMm });
-  } catch (e) {
-    return { ok: false, reason: `peers script gave an unreadable answer: ${(e as Error).message}` };
-  }
-}
-
 type BenchDType = 'bfloat16' | 'float16' | 'float8_e4m3';
 
 function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport; notes: string[] } {
-  const headDims = intListFlag(values, 'headdim', PAPER_HEAD_DIMS);
-  const bad = headDims.find((d) => !(FORWARD_HEAD_DIMS as readonly number[]).includes(d));
-  if (bad !== undefined) throw new UsageError(`--headdim ${bad} has no CUDA kernel; use ${FORWARD_HEAD_DIMS.join(', ')}`);
-  const points = paperGrid(headDims, intListFlag(values, 'seqlen', PAPER_SEQLENS), causalsOf(values));
+  const points = cudaGridPoints(values, causalsOf(values));
   const timing = timingOf(values, DEFAULT_TIMING);
   const ctx = CudaContext.get(0);
   const accuracy = boolFlag(values, 'accuracy');
   if (accuracy && dtype !== 'float8_e4m3') throw new UsageError('--accuracy is the FP8 accuracy mode: pass it with --dtype fp8');
-  const bad2 = accuracy ? headDims.find((d) => !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(d)) : undefined;
+  const bad2 = accuracy ? points.map((p) => p.headDim).find((d) => !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(d)) : undefined;
   if (bad2 !== undefined) throw new UsageError(`--accuracy has kernels for head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${bad2}`);
   const elements = (accuracy ? 2 : 1) * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
 
   process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
-  const times: number[] = [];
   const buffers = new BenchBuffers(dtype, elements, BUFFER_SEED);
-  const { bar, tick } = progress(points, 'flash3');
+  let times: number[];
   try {
-    for (const p of points) {
-      times.push(timeCudaForward(buffers, p, timing, 'default', accuracy ? 2 : 1));
-      tick(p);
-    }
+    times = timeEachPoint(points, 'flash3', (p) => timeCudaForward(buffers, p, timing, 'default', accuracy ? 2 : 1));
   } finally {
-    bar.done();
     // Before the peers run: PyTorch needs the memory.
     buffers.dispose();
   }
@@ -90,7 +68,7 @@ function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport
   if (boolFlag(values, 'peers')) {
     process.stderr.write('flash3 bench: timing PyTorch SDPA cuDNN and FA2 on the same points (bench/peers.py)...\n');
     // torch's SDPA has no FP8 path: FP8 is compared with the 16-bit peers, and with torch's FP8 GEMM as the ceiling.
-    peers = peersOrReason(points, dtype === 'float8_e4m3' ? 'bfloat16' : dtype, timing, dtype === 'float8_e4m3');
+    peers = timePeers(points, dtype === 'float8_e4m3' ? 'bfloat16' : dtype, timing, { scaledMm: dtype === 'float8_e4m3' });
     if (!peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
     else if (dtype === 'float8_e4m3') {
       notes.push('peers ran in bf16 (torch SDPA has no FP8 attention)');
@@ -98,8 +76,7 @@ function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport
     }
   }
   const { rows, peerErrors } = buildRows(points, times, peers);
-  const peersInfo = peers === null ? null : peers.ok ? { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false as const, reason: peers.reason };
-  return { report: { backend: 'cuda', device: ctx.name, dtype, timing, peers: peersInfo, rows, peerErrors }, notes };
+  return { report: { backend: 'cuda', device: ctx.name, dtype, timing, peers: peersInfoOf(peers), rows, peerErrors }, notes };
 }
 
 function timeCpu(p: BenchPoint, dtype: DType, timing: TimingOptions, seed: number): number {
@@ -137,16 +114,7 @@ function benchCpu(values: FlagValues, dtype: DType): { report: BenchReport; note
   const notes: string[] = [];
   if (boolFlag(values, 'peers')) notes.push('--peers ignored: PyTorch peers are timed only against the CUDA backend');
 
-  const times: number[] = [];
-  const { bar, tick } = progress(points, 'flash3 (CPU)');
-  try {
-    points.forEach((p, i) => {
-      times.push(timeCpu(p, dtype, timing, BUFFER_SEED + 3 * i));
-      tick(p);
-    });
-  } finally {
-    bar.done();
-  }
+  const times = timeEachPoint(points, 'flash3 (CPU)', (p, i) => timeCpu(p, dtype, timing, BUFFER_SEED + 3 * i));
   const { rows, peerErrors } = buildRows(points, times, null);
   const device = `CPU reference (${cpus()[0]?.model?.trim() || process.arch})`;
   return { report: { backend: 'cpu', device, dtype, timing, peers: null, rows, peerErrors }, notes };
@@ -202,7 +170,7 @@ export const benchCommand: Command = {
     if (boolFlag(values, 'backward')) {
       if (pick.name !== 'cuda') throw new UsageError(`--backward times the CUDA kernels, and the CUDA backend is not usable here (${pick.why})`);
       if (dtype === 'float8_e4m3') throw new UsageError('--backward runs in bf16 or fp16 (there is no FP8 backward)');
-      const report = benchBackward(values, dtype, causalsOf(values), timingOf(values, DEFAULT_TIMING));
+      const report = benchBackward(values, dtype, cudaGridPoints(values, causalsOf(values)), timingOf(values, DEFAULT_TIMING));
       if (jsonPath) write('--json', jsonPath, JSON.stringify(report, null, 2) + '\n');
       console.log(backwardHeader(report));
       console.log(backwardTable(report));
