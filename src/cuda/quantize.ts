@@ -7,6 +7,7 @@ import type { Tensor } from '../tensor.js';
 import type { CudaContext } from './context.js';
 import { QUANTIZE_CUBIN } from './kernels.js';
 import { KernelModule, type KernelFunction } from './module.js';
+import { packParamBlock } from './paramBlock.js';
 
 const PARAMS_BYTES = 120;
 const THREADS = 256;
@@ -66,16 +67,17 @@ function functions(ctx: CudaContext): QuantizeFunctions {
 export function launchQuantize(ctx: CudaContext, l: QuantizeLaunch): void {
   const [batch, seqlen, heads, dim] = l.x.shape;
   const blocks = Math.ceil(seqlen / l.blockRows);
-  const bytes = new Uint8Array(PARAMS_BYTES);
-  const view = new DataView(bytes.buffer);
-  view.setBigUint64(0, l.x.devicePointer, true);
-  [l.x.strides[0], l.x.strides[1], l.x.strides[2]].forEach((s, i) => view.setBigInt64(8 + 8 * i, BigInt(s), true));
-  view.setBigUint64(32, l.out, true);
-  view.setBigUint64(40, l.descale, true);
-  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0, l.terms ?? 1];
-  ints.forEach((n, i) => view.setInt32(48 + 4 * i, n, true));
-  const SIGNS = 88;
-  if (l.signs) l.signs.forEach((s, c) => s < 0 && view.setUint32(SIGNS + 4 * (c >> 5), view.getUint32(SIGNS + 4 * (c >> 5), true) | (1 << (c & 31)), true));
+  // Bit c of the sign words: column c is negated before the Hadamard transform.
+  const signWords = new Array<number>(8).fill(0);
+  l.signs?.forEach((sign, c) => {
+    if (sign < 0) signWords[c >> 5] |= 1 << (c & 31);
+  });
+  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0, l.terms ?? 1, ...signWords];
+  // Layout: QuantizeParams in kernels/quantize_fp8.cu (strides are non-negative, so u64 bits = i64 bits).
+  const bytes = packParamBlock(PARAMS_BYTES, [], {
+    u64: [[0, l.x.devicePointer], ...l.x.strides.slice(0, 3).map((st, i): [number, bigint] => [8 + 8 * i, BigInt(st)]), [32, l.out], [40, l.descale]],
+    i32: ints.map((n, i): [number, number] => [48 + 4 * i, n]),
+  });
   const f = functions(ctx);
   const fn = l.mode === 'copy' ? f.float8_e4m3 : f[l.x.dtype as 'bfloat16' | 'float16'];
   fn.launch({ grid: [blocks, heads, batch], block: [THREADS, 1, 1], sharedMemBytes: 0 }, [{ kind: 'bytes', value: bytes, align: 8 }]);
