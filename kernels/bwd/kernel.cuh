@@ -133,7 +133,7 @@ struct BwdKernel {
       ptx::mbarrier_init(smem.kv_full(), 1);
       for (int s = 0; s < Stages; ++s) {
         ptx::mbarrier_init(smem.full(s), 1);
-        ptx::mbarrier_init(smem.empty(s), 4 * ConsumerWGs);  // one arrival per consumer warp
+        ptx::mbarrier_init(smem.empty(s), 128 * ConsumerWGs);  // one arrival per consumer thread
       }
       ptx::fence_barrier_init();
     }
@@ -210,12 +210,13 @@ struct BwdKernel {
                           ptx::smem_desc_mnmajor_sw128(k_panel + kk * 16 * 128, kBlockN * 128), kk > 0);
   }
 
-  // The stage's lse and D rows were read with generic loads and the next bulk copy into the
-  // stage writes through the async proxy: the proxy fence orders the two (write after read).
-  __device__ static void release(uint32_t empty_barrier, int lane) {
+  // The stage's lse and D rows were read with generic loads by every thread, and the next bulk
+  // copy into the stage writes through the async proxy. An arrive releases only the arriving
+  // thread's own reads, so every thread arrives (one elected lane per warp left compute-sanitizer
+  // racecheck reporting write-after-read hazards), after a proxy fence.
+  __device__ static void release(uint32_t empty_barrier) {
     ptx::fence_async_shared();
-    __syncwarp();
-    if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
+    ptx::mbarrier_arrive(empty_barrier);
   }
 
   // Lets the staging tile be rewritten (its reduction has read it) and, in deterministic mode,
@@ -334,7 +335,7 @@ struct BwdKernel {
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dv);
           ptx::fence_registers(dk);
-          release(smem.empty(stage), lane);
+          release(smem.empty(stage));
           ring.advance();
 
           // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating
