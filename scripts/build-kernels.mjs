@@ -19,6 +19,11 @@ for (const out of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
   for (const headDim of [64, 128]) VARIANTS.push({ element: `e4m3x2_${out}`, headDim });
 }
+// Long-sequence tiles at head dim 64 (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh;
+// the host picks them by seqlen_q: src/cuda/kernels.ts).
+for (const element of ['bf16', 'fp16', 'e4m3_bf16', 'e4m3_fp16', 'e4m3x2_bf16', 'e4m3x2_fp16']) {
+  VARIANTS.push({ element, headDim: 64, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
+}
 // Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 for (const element of ['bf16', 'fp16']) {

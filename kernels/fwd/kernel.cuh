@@ -189,32 +189,30 @@ struct FwdKernel {
   // the last block's descale with its normalisation. Blocks come in descending order, so each
   // block's descales are loaded while the one before it is processed, off the softmax's path.
   struct Descales {
-    const float* k = nullptr;
-    const float* v = nullptr;
-    float q[2] = {1.f, 1.f};
+    int kv_base = 0;  // this head's first K/V descale (an index, not two pointers: registers are short)
+    // Q descale blocks are whole multiples of 16 rows (src/cuda/forward.ts checks), so the two rows
+    // a thread holds, 8 apart in one 16-row group, share one descale: one register fewer, which
+    // keeps head dim 64 with three consumer warpgroups free of spills.
+    float q = 1.f;
     float k_next = 1.f, v_next = 1.f;  // of the block the softmax takes next
     float v_last = 1.f;
 
     __device__ Descales(const FwdParams& p, const Tile& tile, int row0, int n_first) {
       if constexpr (kFp8) {
         const size_t q_base = (size_t(tile.batch) * p.heads_q + tile.head) * p.q_descale_blocks;
-        const size_t k_base =
-            (size_t(tile.batch) * (p.heads_q / p.group_size) + tile.head / p.group_size) * p.k_descale_blocks;
-        k = p.k_descale + k_base;
-        v = p.v_descale + k_base;
+        kv_base = (tile.batch * (p.heads_q / p.group_size) + tile.head / p.group_size) * p.k_descale_blocks;
         // Rows past seqlen_q are computed but never stored; any finite descale does for them.
-        for (int r = 0; r < 2; ++r)
-          q[r] = __ldg(p.q_descale + q_base + min(row0 + 8 * r, p.seqlen_q - 1) / p.q_descale_rows);
+        q = __ldg(p.q_descale + q_base + min(row0, p.seqlen_q - 1) / p.q_descale_rows);
         load(p, n_first);
       }
     }
     __device__ void load(const FwdParams& p, int n) {
       const int block = max(n, 0) * BlockN / p.k_descale_rows;  // past the last block: any valid one
-      k_next = __ldg(k + block);
-      v_next = __ldg(v + block);
+      k_next = __ldg(p.k_descale + kv_base + block);
+      v_next = __ldg(p.v_descale + kv_base + block);
     }
     __device__ void score_scale(const FwdParams& p, float (&scale)[2]) const {
-      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q[r] * k_next : 1.f);
+      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q * k_next : 1.f);
     }
     __device__ void to_block_units(const FwdParams& p, int n, float (&rescale)[2]) {
       if constexpr (kFp8) {

@@ -9,9 +9,8 @@ namespace flash3 {
 template <int HeadDim>
 struct TileConfig;
 
-// Q 16 + 2 x (K 16 + V 16) + O 16 KiB. Three consumer warpgroups (block M 192, FA3's choice)
-// spill at 160 registers each (64 B at block N 128, 16 B at 96); the spilling 192 x 96 build still
-// measured 462 vs 440 at 8k. Pingpong off: 428 vs 391 at 2k, 423 vs 411 at 16k causal.
+// Q 16 + 2 x (K 16 + V 16) + O 16 KiB. Pingpong off: 428 vs 391 at 2k, 423 vs 411 at 16k causal.
+// From seqlen_q 2048 the host picks TileConfigLong<64> instead.
 template <>
 struct TileConfig<64> {
   static constexpr int kConsumerWarpgroups = 2;
@@ -21,6 +20,20 @@ struct TileConfig<64> {
   static constexpr bool kIntraOverlap = true;
   // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
   static constexpr int kMaxSlack = 0;
+};
+
+// Long sequences at head dim 64 (seqlen_q >= 2048, chosen in src/cuda/kernels.ts): three consumer
+// warpgroups (block M 192, FA3's choice at this head dim), 160 registers each, no spill. H100, bf16,
+// TFLOPS against the two-warpgroup tile in one run: 2k 436 vs 410, 8k 463 vs 427, 16k causal 448
+// vs 420; but 512 full 355 vs 352 and 512 causal 197 vs 218 (512 is 2.67 blocks of 192: a third of
+// the last block is padding). Block N 96: 406 at 2k, 457 at 8k; 64: 388, 430.
+// (H200, session 1, when this build still spilled: 462 vs 440 at 8k.)
+template <int HeadDim>
+struct TileConfigLong;
+
+template <>
+struct TileConfigLong<64> : TileConfig<64> {
+  static constexpr int kConsumerWarpgroups = 3;
 };
 
 // Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. Block N 160/176 and 3 stages measured within
@@ -60,6 +73,7 @@ struct TileConfig<256> {
 // - head dim 64: 445-459 at 16k; pingpong 398, 3 stages equal.
 // - Computing part of the exponentials on the FMA pipe (a degree-3 fit of 2^x) instead of MUFU lost
 //   5-15% at every head dim: the softmax is bound by issue slots, not by MUFU.
+// From seqlen_q 2048 the host picks TileConfigFp8Long<64> at head dim 64.
 template <int HeadDim>
 struct TileConfigFp8 {
   static constexpr int kConsumerWarpgroups = 2;
@@ -69,6 +83,18 @@ struct TileConfigFp8 {
   static constexpr bool kIntraOverlap = HeadDim != 256;
   // Exact running max: block descales rescale O every block anyway, and the emulation stays exact.
   static constexpr int kMaxSlack = 0;
+};
+
+// FP8 at head dim 64 from seqlen_q 2048: three consumer warpgroups (block M 192), no spill once a
+// thread keeps one Q descale for its two rows. H100, against two warpgroups in one run: 567 vs 432
+// at 8k, 578 vs 436 at 16k, 374 vs 341 at 2k causal; block N 64 lost 10-18%. At 512-1k causal
+// (202 and 272 against 231 and 297 in an earlier run) the 192-row blocks pad and lose.
+template <int HeadDim>
+struct TileConfigFp8Long;
+
+template <>
+struct TileConfigFp8Long<64> : TileConfigFp8<64> {
+  static constexpr int kConsumerWarpgroups = 3;
 };
 
 }  // namespace flash3

@@ -9,7 +9,7 @@ import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { packFwdParams, FWD_PARAMS_ALIGN, type Fp8Descales } from './fwdParams.js';
-import { forwardKernel, type ForwardInputs, type KernelElement, type Variant } from './kernels.js';
+import { forwardKernel, forwardVariantFor, type ForwardInputs, type KernelElement, type Variant } from './kernels.js';
 import { planSchedule } from './schedule.js';
 import { encodeTensorMapTiled, type TensorMapDType } from './tensormap.js';
 
@@ -86,6 +86,9 @@ export interface Fp8ValueLayout {
   batch: number;
 }
 
+/** A thread of the FP8 kernel holds two query rows 8 apart in a 16-row group and reads one q descale for both. */
+const Q_DESCALE_ROW_MULTIPLE = 16;
+
 export function planForward(
   ctx: CudaContext,
   tensors: { q: Tensor; k: Tensor; v: Tensor | Fp8ForwardInputs; out: Tensor; lse: Tensor },
@@ -97,12 +100,19 @@ export function planForward(
   const fp8 = v instanceof Tensor ? null : v;
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
   const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
-  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant);
+  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(shape.headDim, shape.seqlenQ) : variant);
   if (fp8 && fp8.descale.kRows % kernel.blockN !== 0) {
     throw new UnsupportedError(`k and v are scaled per ${fp8.descale.kRows} keys, but the FP8 kernel at head dim ${shape.headDim} walks keys in blocks of ${kernel.blockN}`, {
       param: 'k.blockRows',
       value: fp8.descale.kRows,
       fix: `quantize k and v with blockRows a multiple of ${kernel.blockN} (the default, 128, is)`,
+    });
+  }
+  if (fp8 && fp8.descale.qRows % Q_DESCALE_ROW_MULTIPLE !== 0) {
+    throw new UnsupportedError(`q is scaled per ${fp8.descale.qRows} rows, but the FP8 kernel reads one q descale per ${Q_DESCALE_ROW_MULTIPLE} rows`, {
+      param: 'q.blockRows',
+      value: fp8.descale.qRows,
+      fix: `quantize q with blockRows a multiple of ${Q_DESCALE_ROW_MULTIPLE} (the default, 128, is)`,
     });
   }
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);

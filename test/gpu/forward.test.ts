@@ -9,7 +9,16 @@ import type { ShapeCase } from '../support/cases.js';
 import { gpuSkip } from '../support/gpu.js';
 import { CudaContext } from '../../src/cuda/context.js';
 import { planForward } from '../../src/cuda/forward.js';
-import { ABLATION_SCHEDULES, FORWARD_HEAD_DIMS, FORWARD_TILES, forwardKernel } from '../../src/cuda/kernels.js';
+import {
+  ABLATION_SCHEDULES,
+  FORWARD_HEAD_DIMS,
+  FORWARD_TILES,
+  forwardKernel,
+  forwardVariantFor,
+  type ForwardInputs,
+  LONG_TILE_HEAD_DIMS,
+  LONG_TILE_MIN_SEQLEN_Q,
+} from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { tiledAttention } from '../../src/cpu/tiled.js';
 import { attention, Tensor, UnsupportedError, StrideError } from '../../src/index.js';
@@ -38,6 +47,9 @@ const CASES: Case[] = [
   { b: 1, sq: 1, sk: 4097, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 128, sk: 1, hq: 3, hkv: 3, d: 128, causal: true, dtype: 'float16' },
   { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, dtype: 'bfloat16', window: [100, 37] },
+  // The long-sequence tile (head dim 64 from seqlen_q 2048): 2100 rows end 180 rows into a 192-row block.
+  { b: 1, sq: 2100, sk: 2100, hq: 2, hkv: 1, d: 64, causal: true, dtype: 'float16' },
+  { b: 1, sq: 2048, sk: 2500, hq: 2, hkv: 2, d: 64, causal: false, dtype: 'bfloat16', window: [300, 50] },
 ];
 
 function label(c: Case): string {
@@ -101,6 +113,14 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       for (const d of FORWARD_HEAD_DIMS) {
         const kernel = forwardKernel(CudaContext.get(0), element, d);
         assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FORWARD_TILES[d], `${element} d=${d}`);
+      }
+      for (const d of LONG_TILE_HEAD_DIMS) {
+        assert.equal(forwardVariantFor(d, LONG_TILE_MIN_SEQLEN_Q), 'long');
+        assert.equal(forwardVariantFor(d, LONG_TILE_MIN_SEQLEN_Q - 1), 'default');
+        for (const inputs of [element, { fp8: true, out: element }, { fp8: true, out: element, qTerms: 2 }] as ForwardInputs[]) {
+          const long = forwardKernel(CudaContext.get(0), inputs, d, 'long');
+          assert.ok(long.blockM > FORWARD_TILES[d].blockM, `${JSON.stringify(inputs)} d=${d}: the long tile has taller blocks (${long.blockM})`);
+        }
       }
     }
   });

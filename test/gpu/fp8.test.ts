@@ -24,6 +24,8 @@ interface Case extends ShapeCase {
   /** 2: accuracy mode (two-term q). */
   terms?: 1 | 2;
   window?: [number, number];
+  /** q's descale block (default 128); k and v keep the default. */
+  qBlockRows?: number;
 }
 
 const CASES: Case[] = [
@@ -36,6 +38,10 @@ const CASES: Case[] = [
   { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2 },
   { b: 1, sq: 300, sk: 300, hq: 2, hkv: 1, d: 64, causal: false, scaling: 'tensor', hadamard: false, terms: 2 },
   { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 256, causal: false, scaling: 'block', hadamard: true, window: [100, 37] },
+  // q descales every 48 rows: a new one every three 16-row groups, inside the 192-row blocks of the
+  // long-sequence tile (head dim 64 from 2048 query rows).
+  { b: 1, sq: 2100, sk: 2000, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: false, qBlockRows: 48 },
+  { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2 },
 ];
 
 const label = (c: Case) =>
@@ -53,12 +59,12 @@ describe('CUDA FP8 forward', { skip }, () => {
       const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
       const qk = { scaling: c.scaling, hadamard: c.hadamard, seed: 7 };
       const [qd, kd, vd] = [q.cuda(), k.cuda(), v.cuda()];
-      const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1 });
+      const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1, blockRows: c.qBlockRows });
       const k8 = quantizeFp8(kd, qk);
       const v8 = quantizeFp8(vd, { ...qk, hadamard: false });
 
       // Quantization: the host's in float64 may round a handful of elements the other way.
-      const hostQ8 = quantizeFp8(q, { ...qk, terms: c.terms ?? 1 });
+      const hostQ8 = quantizeFp8(q, { ...qk, terms: c.terms ?? 1, blockRows: c.qBlockRows });
       const deviceQ8 = toHost(q8);
       const dq = deviceQ8.data.toFloat64Array();
       const hq = hostQ8.data.toFloat64Array();
@@ -96,6 +102,13 @@ describe('CUDA FP8 forward', { skip }, () => {
         assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FP8_FORWARD_TILES[d], `${out} d=${d}`);
       }
     }
+  });
+
+  it('refuses q descale blocks that split a 16-row group, naming q.blockRows', () => {
+    const x = Tensor.randn([1, 64, 1, 64], { dtype: 'bfloat16', seed: seed++ }).cuda();
+    const [q8, k8, v8] = [quantizeFp8(x, { blockRows: 24 }), quantizeFp8(x), quantizeFp8(x)];
+    assert.throws(() => attention(q8, k8, v8, { backend: 'cuda' }), (e: Error & { param?: string }) => e.param === 'q.blockRows' && /multiple of 16/.test(e.message));
+    for (const t of [x, q8, k8, v8]) t.dispose();
   });
 
   it('quantizes on the fly with the fp8 option, output in the inputs dtype', () => {
