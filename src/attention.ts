@@ -109,6 +109,6 @@ function attentionFp8(q: unknown, k: unknown, v: unknown, opts: ResolvedOptions,
   if (outDtype !== 'bfloat16' && outDtype !== 'float16') {
     throw new OptionError("outDtype must be 'bfloat16' or 'float16'", { param: 'options.outDtype', value: outDtype });
   }
-  const backend = selectFp8Backend(opts.backend, shape, opts, q8.terms);
+  const backend = selectFp8Backend(opts.backend, shape, opts);
   return backend.forwardFp8!({ q: q8, k: k8, v: v8 }, shape, opts, outDtype);
 }

@@ -44,8 +44,8 @@ export interface Backend {
   /** Why this backend cannot run the problem, or null when it can. */
   supports(shape: ProblemShape, opts: ResolvedOptions): string | null;
   forward(q: Tensor, k: Tensor, v: Tensor, shape: ProblemShape, opts: ResolvedOptions): ForwardResult;
-  /** Why this backend cannot run FP8 inputs of this shape (q in `qTerms` terms), or null; absent: no FP8 path. */
-  supportsFp8?(shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2): string | null;
+  /** Why this backend cannot run FP8 inputs of this shape, or null; absent: no FP8 path. */
+  supportsFp8?(shape: ProblemShape, opts: ResolvedOptions): string | null;
   /** Attention over e4m3 inputs with their descales; `out` in `outDtype`. */
   forwardFp8?(inputs: Fp8Inputs, shape: ProblemShape, opts: ResolvedOptions, outDtype: Fp8OutDType): ForwardResult;
   /** Gradients of the forward; absent where the backend has no backward yet. */
@@ -146,13 +146,13 @@ export function selectBackend(requested: BackendChoice, shape: ProblemShape, opt
 }
 
 /** Like selectBackend, for FP8 inputs: the backends that have an FP8 path. */
-export function selectFp8Backend(requested: BackendChoice, shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2): Backend {
+export function selectFp8Backend(requested: BackendChoice, shape: ProblemShape, opts: ResolvedOptions): Backend {
   const order: BackendName[] = requested === 'auto' ? ['cuda', 'cpu'] : [requested];
   const reasons: string[] = [];
   for (const name of order) {
     const b = registry.get(name);
     const p = b ? safeProbe(b) : { ok: false as const, reason: 'not registered' };
-    const why = !b ? 'not registered' : !p.ok ? p.reason : !b.forwardFp8 || !b.supportsFp8 ? 'no FP8 path' : b.supportsFp8(shape, opts, qTerms);
+    const why = !b ? 'not registered' : !p.ok ? p.reason : !b.forwardFp8 || !b.supportsFp8 ? 'no FP8 path' : b.supportsFp8(shape, opts);
     if (b && why === null) return b;
     reasons.push(`${name}: ${why}`);
   }

@@ -66,9 +66,11 @@ struct TileConfig<256> {
 };
 
 // FP8 (e4m3 inputs, 16-bit output). Block N is one swizzle row of V^T (128 keys). H200, TFLOPS:
-// - head dim 256: 128 x 128 spills 164 B with overlap; without overlap and pingpong it fits and
-//   measured 1009-1027 at 16k and 898 at 1k, against 880-905 and 760 for 128 x 64 with both
-//   (pingpong on top of 128 x 128 spilled 12 B and measured 937-972).
+// - head dim 256: 128 x 128 with overlap, spill-free since a thread keeps one Q descale and Q's
+//   descriptors are not hoisted out of the loop. H100 (session 3, with a 12 B spill still): 1064-1086
+//   at 16k, 932-939 at 1k, 886-908 at 4k causal against 996-1006, 849-869, 844-851 without overlap;
+//   pingpong instead: 976-985, 819-826, 777-798; 128 x 64 with overlap 868-872, 720-724, 714-715.
+//   (H200, session 2: without overlap 1009-1027 at 16k, 898 at 1k; 128 x 64 with both 880-905, 760.)
 // - head dim 128: overlap without pingpong 766-773 at 16k; pingpong 753, no overlap 710, 3 stages equal.
 // - head dim 64: 445-459 at 16k; pingpong 398, 3 stages equal.
 // - Computing part of the exponentials on the FMA pipe (a degree-3 fit of 2^x) instead of MUFU lost
@@ -80,7 +82,7 @@ struct TileConfigFp8 {
   static constexpr int kBlockN = 128;
   static constexpr int kStages = 2;
   static constexpr bool kPingpong = false;
-  static constexpr bool kIntraOverlap = HeadDim != 256;
+  static constexpr bool kIntraOverlap = true;
   // Exact running max: block descales rescale O every block anyway, and the emulation stays exact.
   static constexpr int kMaxSlack = 0;
 };

@@ -33,7 +33,4 @@ __device__ __forceinline__ int load_acquire(const int* addr) {
   return v;
 }
 
-// Hides a value from the optimiser, so that what is computed from it is not hoisted out of a loop.
-__device__ __forceinline__ void opaque(uint32_t& x) { asm volatile("" : "+r"(x)); }
-
 }  // namespace flash3::ptx

@@ -42,4 +42,8 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// Hides a value from the optimiser, so that what is computed from it is not hoisted out of a loop
+// (where it would hold registers for the whole loop: shared-memory descriptors, for instance).
+__device__ __forceinline__ void opaque(uint32_t& x) { asm volatile("" : "+r"(x)); }
+
 }  // namespace flash3::ptx

@@ -15,7 +15,7 @@ import { CudaContext, probeCuda } from './context.js';
 import { gradientsOnDevice } from './backward.js';
 import { planForward } from './forward.js';
 import { launchDescaleAll, launchQuantize, MAX_TRANSPOSE_ROWS, vtSeqlenPad } from './quantize.js';
-import { FORWARD_HEAD_DIMS, FP8_TWO_TERM_HEAD_DIMS, missingCubins, type KernelElement } from './kernels.js';
+import { FORWARD_HEAD_DIMS, missingCubins, type KernelElement } from './kernels.js';
 
 let probed: ProbeResult | undefined;
 
@@ -63,10 +63,7 @@ function checkResidence(ctx: CudaContext, name: string, t: Tensor): void {
   }
 }
 
-function supportsFp8(shape: ProblemShape, opts: ResolvedOptions, qTerms: 1 | 2 = 1): string | null {
-  if (qTerms === 2 && !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(shape.headDim)) {
-    return `the two-term (accuracy mode) FP8 kernels take head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${shape.headDim}`;
-  }
+function supportsFp8(shape: ProblemShape, opts: ResolvedOptions): string | null {
   if (!(FORWARD_HEAD_DIMS as readonly number[]).includes(shape.headDim)) return `head dim ${shape.headDim} (the FP8 kernels take ${FORWARD_HEAD_DIMS.join(', ')})`;
   if (shape.headDimV !== shape.headDim) return `v head dim ${shape.headDimV} differs from q/k head dim ${shape.headDim}`;
   if (opts.softcap !== 0) return 'softcap (not implemented in the CUDA kernels)';

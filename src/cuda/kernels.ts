@@ -17,8 +17,6 @@ export type KernelElement = 'bfloat16' | 'float16';
  * Q in one or (accuracy mode) two terms.
  */
 export type ForwardInputs = KernelElement | { fp8: true; out: KernelElement; qTerms?: 1 | 2 };
-/** Head dims with an accuracy-mode (two-term Q) FP8 kernel. */
-export const FP8_TWO_TERM_HEAD_DIMS = [64, 128] as const;
 export const FORWARD_HEAD_DIMS = [64, 128, 256] as const;
 
 /**
@@ -89,7 +87,7 @@ export function missingCubins(): string[] {
     for (const d of LONG_TILE_HEAD_DIMS) {
       for (const inputs of [out, { fp8: true, out }, { fp8: true, out, qTerms: 2 }] as ForwardInputs[]) paths.push(forwardCubinPath(inputs, d, 'long'));
     }
-    for (const d of FP8_TWO_TERM_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
+    for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
   }
   return paths.filter((p) => !existsSync(p));
 }

@@ -42,6 +42,7 @@ const CASES: Case[] = [
   // long-sequence tile (head dim 64 from 2048 query rows).
   { b: 1, sq: 2100, sk: 2000, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: false, qBlockRows: 48 },
   { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2 },
+  { b: 1, sq: 400, sk: 700, hq: 4, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true, terms: 2 },
 ];
 
 const label = (c: Case) =>
@@ -89,8 +90,11 @@ describe('CUDA FP8 forward', { skip }, () => {
       t.diagnostic(`vs emulation ${vsEmu.toExponential(2)}; vs float64 ${gpuErr.toExponential(2)} (emulation ${emuErr.toExponential(2)}); lse vs emulation ${lseErr.toExponential(2)}`);
       assert.ok(vsEmu <= 0.25 * emuErr + 1e-3, `GPU differs from the emulation by ${vsEmu.toExponential(2)}`);
       assert.ok(Math.abs(gpuErr - emuErr) <= 0.1 * emuErr, `GPU error ${gpuErr.toExponential(2)} not within 10% of the emulation's ${emuErr.toExponential(2)}`);
-      // FP8 wgmma accumulates with less than fp32's precision (measured: 1.2e-3 with two-term q).
-      assert.ok(lseErr <= 3e-3, `lse differs from the emulation by ${lseErr}`);
+      // FP8 wgmma accumulates with fewer mantissa bits than fp32, and the emulation does not model
+      // that; the error grows with the k-chain, which a two-term q doubles. Measured on an H100,
+      // worst row: up to 1.2e-3 with one term; with two terms 1.2e-3, once in six runs 4.6e-3.
+      const lseTol = c.terms === 2 ? 8e-3 : 3e-3;
+      assert.ok(lseErr <= lseTol, `lse differs from the emulation by ${lseErr}`);
       for (const x of [q, k, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse]) x.dispose();
     });
   }

@@ -10,7 +10,6 @@ import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } fro
 import { median, type BenchPoint } from '../../bench/grid.js';
 import { timePeers, type PeersResult } from '../../bench/peers.js';
 import { CudaContext } from '../../cuda/context.js';
-import { FP8_TWO_TERM_HEAD_DIMS } from '../../cuda/kernels.js';
 import type { DType } from '../../dtype.js';
 import { Flash3Error } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
@@ -49,8 +48,6 @@ function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport
   const ctx = CudaContext.get(0);
   const accuracy = boolFlag(values, 'accuracy');
   if (accuracy && dtype !== 'float8_e4m3') throw new UsageError('--accuracy is the FP8 accuracy mode: pass it with --dtype fp8');
-  const bad2 = accuracy ? points.map((p) => p.headDim).find((d) => !(FP8_TWO_TERM_HEAD_DIMS as readonly number[]).includes(d)) : undefined;
-  if (bad2 !== undefined) throw new UsageError(`--accuracy has kernels for head dims ${FP8_TWO_TERM_HEAD_DIMS.join(', ')}, not ${bad2}`);
   const elements = (accuracy ? 2 : 1) * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
 
   process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
