@@ -19,10 +19,11 @@ for (const out of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
   for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3x2_${out}`, headDim });
 }
-// Long-sequence tiles at head dim 64 (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh;
-// the host picks them by seqlen_q: src/cuda/kernels.ts).
-for (const element of ['bf16', 'fp16', 'e4m3_bf16', 'e4m3_fp16', 'e4m3x2_bf16', 'e4m3x2_fp16']) {
-  VARIANTS.push({ element, headDim: 64, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
+// Long-sequence tiles (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh; the host
+// picks them by seqlen_q: LONG_TILES in src/cuda/kernels.ts).
+const LONG = { bf16: [64, 128, 256], fp16: [64, 128, 256], e4m3_bf16: [64], e4m3_fp16: [64], e4m3x2_bf16: [64], e4m3x2_fp16: [64] };
+for (const [element, headDims] of Object.entries(LONG)) {
+  for (const headDim of headDims) VARIANTS.push({ element, headDim, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
 }
 // Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];

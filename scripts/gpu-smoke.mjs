@@ -13,8 +13,10 @@ const cases = [
   { b: 1, sq: 97, sk: 250, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
   { b: 1, sq: 150, sk: 150, hq: 2, hkv: 1, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true, terms: 2 } },
   { b: 1, sq: 150, sk: 200, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'float16', fp8: { hadamard: true, terms: 2 } },
-  // The long-sequence tiles (head dim 64 from 2048 query rows), few keys to stay quick under the tools.
+  // The long-sequence tiles (LONG_TILES in src/cuda/kernels.ts), few keys to stay quick under the tools.
   { b: 1, sq: 2050, sk: 600, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'float16' },
+  { b: 1, sq: 8200, sk: 200, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
+  { b: 1, sq: 2050, sk: 200, hq: 1, hkv: 1, d: 256, causal: true, dtype: 'float16' },
   { b: 1, sq: 2050, sk: 600, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
 ];
 let failed = 0;

@@ -36,8 +36,8 @@ struct TileConfigLong<64> : TileConfig<64> {
   static constexpr int kConsumerWarpgroups = 3;
 };
 
-// Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. Block N 160/176 and 3 stages measured within
-// noise of 128 (600-613 at 8k). Pingpong off: equal or +1-3% at 1k-16k.
+// Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. 3 stages measured within noise (H200). From
+// seqlen_q 8192 the host picks TileConfigLong<128> instead. Pingpong off: equal or +1-3% at 1k-16k.
 template <>
 struct TileConfig<128> {
   static constexpr int kConsumerWarpgroups = 2;
@@ -49,9 +49,19 @@ struct TileConfig<128> {
   static constexpr int kMaxSlack = 0;
 };
 
-// Q 64 + 2 x (K 32 + V 32) KiB = 192 KiB; O is staged in Q's place. Block N 80 (224 KiB, FA3's
-// choice) spilled 72 B with overlap at 240 registers; without overlap it measured 600 vs 619 at 8k.
-// Pingpong on: 615 vs 600 at 8k.
+// Head dim 128 from seqlen_q 8192: block N 176 with pingpong (FA3's block N), O staged in Q's place
+// (Q 32 + 2 x (K 44 + V 44) = 208 KiB). H100, bf16, against the 128 x 128 tile in one run: 597-598
+// vs 560-577 at 8k, 604-609 vs 578-585 at 16k, equal at 4k; 424-445 vs 463-476 at 2k causal and
+// 401 vs 487 at 512. Without pingpong: 575-591 at 8k, 598-601 at 16k; block N 160 with pingpong
+// 541-552 at 8k.
+template <>
+struct TileConfigLong<128> : TileConfig<128> {
+  static constexpr int kBlockN = 176;
+  static constexpr bool kPingpong = true;
+};
+
+// Q 64 + 2 x (K 32 + V 32) KiB = 192 KiB; O is staged in Q's place. Pingpong on: 615 vs 600 at 8k.
+// From seqlen_q 2048 the host picks TileConfigLong<256> instead.
 template <>
 struct TileConfig<256> {
   static constexpr int kConsumerWarpgroups = 2;
@@ -63,6 +73,16 @@ struct TileConfig<256> {
   // exponential at this block N): +2-5% (H200), at the price of P's largest element no longer being
   // exactly 1: bf16 RMSE 2.36e-4 -> 2.69e-4 on the outlier inputs of `flash3 fp8-error`.
   static constexpr int kMaxSlack = 8;
+};
+
+// Head dim 256 from seqlen_q 2048: block N 80 (FA3's choice), Q 64 + 2 x (K 40 + V 40) = 224 KiB,
+// spill-free since session 3 (it spilled 72 B with overlap in session 1). H100, bf16, against block
+// N 64 in one run: 709-715 vs 628-642 at 8k, 695-724 vs 633-652 at 16k, 690-707 vs 638-646 at 16k
+// causal, 630-650 vs 595-626 at 2k. Without pingpong: 673-684 at 8k, 707-709 at 16k. Below 2k it
+// loses (bench, against block N 64 in another run): 225 vs 254 at 512 causal, 347 vs 373 at 1k.
+template <>
+struct TileConfigLong<256> : TileConfig<256> {
+  static constexpr int kBlockN = 80;
 };
 
 // FP8 (e4m3 inputs, 16-bit output). Block N is one swizzle row of V^T (128 keys). H200, TFLOPS:

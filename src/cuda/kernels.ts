@@ -48,19 +48,41 @@ export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpo
  */
 export type Variant = string;
 
+export interface LongTile {
+  fp8: boolean;
+  headDim: number;
+  /** Query rows from which the long tile is used. */
+  minSeqlenQ: number;
+  blockM: number;
+  blockN: number;
+}
+
 /**
- * Head dims with a long-sequence build for every input kind (TileConfigLong and TileConfigFp8Long
- * in kernels/fwd/tile_config.cuh: three consumer warpgroups, block M 192), and the query length
- * from which it is used. On an H100 it measured 6-9% faster (FP8: up to 32%) from 2k, and up to
- * 10% (FP8 causal: 13%) slower at 512-1k, where 192-row blocks pad.
+ * The long-sequence builds ('long': TileConfigLong and TileConfigFp8Long in
+ * kernels/fwd/tile_config.cuh, with their H100 measurements). Their taller or wider blocks win on
+ * long sequences and lose on short ones, where the blocks pad and more of them need masks.
  */
-export const LONG_TILE_HEAD_DIMS = [64] as const;
-export const LONG_TILE_MIN_SEQLEN_Q = 2048;
+export const LONG_TILES: readonly LongTile[] = [
+  { fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+  { fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
+  { fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
+  { fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+];
+
+function longTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): LongTile | undefined {
+  const fp8 = typeof inputs !== 'string';
+  return LONG_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ);
+}
 
 /** The build that 'default' means for a problem: the long-sequence tile where it pays. */
-export function forwardVariantFor(headDim: number, seqlenQ: number): Variant {
-  const long = (LONG_TILE_HEAD_DIMS as readonly number[]).includes(headDim) && seqlenQ >= LONG_TILE_MIN_SEQLEN_Q;
-  return long ? 'long' : 'default';
+export function forwardVariantFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): Variant {
+  return longTileFor(inputs, headDim, seqlenQ) ? 'long' : 'default';
+}
+
+/** The blocking of the build that runs a problem, for emulating it on the CPU. */
+export function forwardTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): { blockM: number; blockN: number } {
+  const tables = typeof inputs === 'string' ? FORWARD_TILES : FP8_FORWARD_TILES;
+  return longTileFor(inputs, headDim, seqlenQ) ?? tables[headDim as keyof typeof tables] ?? { blockM: 128, blockN: 128 };
 }
 
 const short = (e: KernelElement) => (e === 'bfloat16' ? 'bf16' : 'fp16');
@@ -84,8 +106,9 @@ export function missingCubins(): string[] {
   const paths = [QUANTIZE_CUBIN];
   for (const out of ['bfloat16', 'float16'] as const) {
     for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath(out, d), forwardCubinPath({ fp8: true, out }, d), backwardCubinPath(out, d));
-    for (const d of LONG_TILE_HEAD_DIMS) {
-      for (const inputs of [out, { fp8: true, out }, { fp8: true, out, qTerms: 2 }] as ForwardInputs[]) paths.push(forwardCubinPath(inputs, d, 'long'));
+    for (const t of LONG_TILES) {
+      const kinds: ForwardInputs[] = t.fp8 ? [{ fp8: true, out }, { fp8: true, out, qTerms: 2 }] : [out];
+      for (const inputs of kinds) paths.push(forwardCubinPath(inputs, t.headDim, 'long'));
     }
     for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
   }

@@ -14,10 +14,10 @@ import {
   FORWARD_HEAD_DIMS,
   FORWARD_TILES,
   forwardKernel,
+  forwardTileFor,
   forwardVariantFor,
   type ForwardInputs,
-  LONG_TILE_HEAD_DIMS,
-  LONG_TILE_MIN_SEQLEN_Q,
+  LONG_TILES,
 } from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { tiledAttention } from '../../src/cpu/tiled.js';
@@ -47,9 +47,12 @@ const CASES: Case[] = [
   { b: 1, sq: 1, sk: 4097, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 128, sk: 1, hq: 3, hkv: 3, d: 128, causal: true, dtype: 'float16' },
   { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, dtype: 'bfloat16', window: [100, 37] },
-  // The long-sequence tile (head dim 64 from seqlen_q 2048): 2100 rows end 180 rows into a 192-row block.
+  // The long-sequence tiles (LONG_TILES): at head dim 64 2100 rows end 180 rows into a 192-row block;
+  // 1000 keys end 40 keys into an 80-key block at head dim 256, 300 keys 124 into a 176-key block.
   { b: 1, sq: 2100, sk: 2100, hq: 2, hkv: 1, d: 64, causal: true, dtype: 'float16' },
   { b: 1, sq: 2048, sk: 2500, hq: 2, hkv: 2, d: 64, causal: false, dtype: 'bfloat16', window: [300, 50] },
+  { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 256, causal: true, dtype: 'bfloat16' },
+  { b: 1, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
 ];
 
 function label(c: Case): string {
@@ -71,7 +74,7 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const problem = cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts);
       const ref = referenceAttention(problem);
       const emu = tiledAttention(problem, {
-        ...FORWARD_TILES[c.d as keyof typeof FORWARD_TILES],
+        ...forwardTileFor(c.dtype, c.d, c.sq),
         inputDtype: c.dtype,
         pDtype: c.dtype,
         accumulate: 'float32',
@@ -114,12 +117,15 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
         const kernel = forwardKernel(CudaContext.get(0), element, d);
         assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FORWARD_TILES[d], `${element} d=${d}`);
       }
-      for (const d of LONG_TILE_HEAD_DIMS) {
-        assert.equal(forwardVariantFor(d, LONG_TILE_MIN_SEQLEN_Q), 'long');
-        assert.equal(forwardVariantFor(d, LONG_TILE_MIN_SEQLEN_Q - 1), 'default');
-        for (const inputs of [element, { fp8: true, out: element }, { fp8: true, out: element, qTerms: 2 }] as ForwardInputs[]) {
-          const long = forwardKernel(CudaContext.get(0), inputs, d, 'long');
-          assert.ok(long.blockM > FORWARD_TILES[d].blockM, `${JSON.stringify(inputs)} d=${d}: the long tile has taller blocks (${long.blockM})`);
+    }
+    for (const t of LONG_TILES) {
+      assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ), 'long');
+      assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ - 1), 'default');
+      for (const out of ['bfloat16', 'float16'] as const) {
+        const kinds: ForwardInputs[] = t.fp8 ? [{ fp8: true, out }, { fp8: true, out, qTerms: 2 }] : [out];
+        for (const inputs of kinds) {
+          const kernel = forwardKernel(CudaContext.get(0), inputs, t.headDim, 'long');
+          assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, { blockM: t.blockM, blockN: t.blockN }, `long ${JSON.stringify(inputs)} d=${t.headDim}`);
         }
       }
     }
