@@ -4,7 +4,6 @@
  * deterministic mode, the dQ semaphores) and can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
-import { StrideError } from '../errors.js';
 import type { BackwardResult } from '../backend.js';
 import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
@@ -83,19 +82,8 @@ function stridesArg(batch: number, seq: number, head: number): KernelArg {
   return { kind: 'bytes', value: bytes, align: 8 };
 }
 
-function checkRowsContiguous(name: string, t: Tensor): void {
-  if (t.strides[3] !== 1) {
-    throw new StrideError(`${name} must have a contiguous head dim for the CUDA backward`, {
-      param: `${name}.strides`,
-      value: [...t.strides],
-      fix: `pass ${name}.contiguous()`,
-    });
-  }
-}
-
 export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: ProblemShape, opts: ResolvedOptions, deterministic: boolean): BackwardPlan {
   for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
-  for (const [name, x] of [['out', t.out], ['dout', t.dout]] as const) checkRowsContiguous(name, x);
   const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim);
   const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
   const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
