@@ -216,9 +216,7 @@ struct FwdKernel {
       k_next = __ldg(p.k_descale + kv_base + block);
       v_next = __ldg(p.v_descale + kv_base + block);
     }
-    __device__ void score_scale(const FwdParams& p, float (&scale)[2]) const {
-      for (int r = 0; r < 2; ++r) scale[r] = p.scale_log2 * (kFp8 ? q * k_next : 1.f);
-    }
+    __device__ float score_scale(const FwdParams& p) const { return p.scale_log2 * (kFp8 ? q * k_next : 1.f); }
     __device__ void to_block_units(const FwdParams& p, int n, float (&rescale)[2]) {
       if constexpr (kFp8) {
         const float ratio = v_last / v_next;
@@ -317,9 +315,7 @@ struct FwdKernel {
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-        float scale[2];
-        descales.score_scale(p, scale);
-        softmax.step(s, scale, rescale);
+        softmax.step(s, descales.score_scale(p), rescale);
         descales.to_block_units(p, n, rescale);
       };
 

@@ -36,15 +36,15 @@ struct OnlineSoftmax {
   }
 
   // Turns raw scores into P = exp2(s * scale_log2 - max) and returns, per row, the factor by
-  // which the output accumulated so far must be rescaled. The scale is per row (FP8 folds each
-  // row's Q descale into it). Maxima and sums run in kChains independent chains rather than one
-  // dependent FMNMX/FADD chain per row (H200: +9% for FP8 at head dim 64, within noise elsewhere).
-  // Up to 4 chains, as many as split the column groups evenly (block N 80 has 10 groups: 2).
+  // which the output accumulated so far must be rescaled (FP8 folds the thread's Q descale and the
+  // block's K descale into the scale). Maxima and sums run in kChains independent chains rather
+  // than one dependent FMNMX/FADD chain per row (H200: +9% for FP8 at head dim 64, within noise
+  // elsewhere): up to 4, as many as split the column groups evenly (block N 80 has 10 groups: 2).
   template <int NAcc>
   static constexpr int kChainsFor = (NAcc / 4) % 4 == 0 ? 4 : (NAcc / 4) % 2 == 0 ? 2 : 1;
 
   template <int NAcc>
-  __device__ __forceinline__ void step(float (&s)[NAcc], const float (&scale_log2)[2], float (&rescale)[2]) {
+  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float (&rescale)[2]) {
     constexpr int kChains = kChainsFor<NAcc>;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -55,7 +55,7 @@ struct OnlineSoftmax {
       for (int i = 0; i < NAcc / 4; ++i) m[i % kChains] = fmaxf(m[i % kChains], fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
 #pragma unroll
       for (int k = 1; k < kChains; ++k) m[0] = fmaxf(m[0], m[k]);
-      const float m_block = quad_max(m[0]) * scale_log2[r];
+      const float m_block = quad_max(m[0]) * scale_log2;
       const bool grows = m_block > row_max[r] + float(MaxSlack);
       const float m_new = grows ? m_block : row_max[r];
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
@@ -68,7 +68,7 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
-          x = ex2(fmaf(x, scale_log2[r], -base));
+          x = ex2(fmaf(x, scale_log2, -base));
           sum[i % kChains] += x;
         }
       }
