@@ -16,8 +16,7 @@ for (const element of ['bf16', 'fp16']) for (const headDim of [64, 128, 256]) VA
 // FP8 forward: e4m3 inputs, one build per output type (flash_fwd_e4m3_<out>_hd<d>), and the
 // accuracy mode with a two-term Q (e4m3x2).
 for (const out of ['bf16', 'fp16']) {
-  for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim });
-  for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3x2_${out}`, headDim });
+  for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim }, { element: `e4m3x2_${out}`, headDim });
 }
 // Long-sequence tiles (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh; the host
 // picks them by seqlen_q: LONG_TILES in src/cuda/kernels.ts).

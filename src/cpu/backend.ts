@@ -9,7 +9,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CpuProblem, CpuResult } from './problem.js';
-import { FP8_FORWARD_TILES } from '../cuda/kernels.js';
+import { forwardTileFor } from '../cuda/kernels.js';
 import { attentionBackwardCpu } from './backward.js';
 import { fp8AttentionQuantized } from './fp8.js';
 import { referenceAttention } from './reference.js';
@@ -76,9 +76,10 @@ export const cpuBackend: Backend = {
 
   supportsFp8: (shape) => (shape.headDimV === shape.headDim ? null : 'FP8 needs equal q/k and v head dims'),
 
-  // Emulates the CUDA FP8 kernel, blocking included (head dims without a kernel use 128 x 128).
+  // Emulates the CUDA FP8 kernel that would run the problem, blocking included (head dims without
+  // a kernel use 128 x 128).
   forwardFp8({ q, k, v }, shape, opts, outDtype) {
-    const tile = FP8_FORWARD_TILES[shape.headDim as keyof typeof FP8_FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
+    const tile = forwardTileFor({ fp8: true, out: outDtype }, shape.headDim, shape.seqlenQ);
     if (k.blockRows % tile.blockN !== 0) {
       throw new UnsupportedError(`k and v are scaled per ${k.blockRows} keys, not a multiple of the FP8 key block ${tile.blockN}`, {
         param: 'k.blockRows',

@@ -209,7 +209,7 @@ export interface Fp8Descales {
 /**
  * What the FP8 kernel computes from e4m3 q, k, v (`p` holds their values) and their descales:
  * S in float32 scaled by the row's Q and the key's K descale, P rounded to e4m3 unscaled, each
- * key block's P·V multiplied by its V descale. `tile` is the kernel's blocking (FP8_FORWARD_TILES).
+ * key block's P·V multiplied by its V descale. `tile` is the kernel's blocking (forwardTileFor).
  */
 export function fp8AttentionQuantized(p: CpuProblem, d: Fp8Descales, tile: { blockM: number; blockN: number }): CpuResult {
   validateProblem(p);

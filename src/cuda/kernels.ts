@@ -101,16 +101,20 @@ export function backwardCubinPath(element: KernelElement, headDim: number): stri
 /** FP8 quantization, V^T re-layout and per-tensor descale (kernels/quantize_fp8.cu). */
 export const QUANTIZE_CUBIN = `${KERNEL_DIR}quantize_fp8.cubin`;
 
+/** The forward builds with one output type: 16-bit inputs, or e4m3 with a one- or two-term Q. */
+export function forwardInputsFor(fp8: boolean, out: KernelElement): ForwardInputs[] {
+  return fp8 ? [{ fp8: true, out }, { fp8: true, out, qTerms: 2 }] : [out];
+}
+
 /** The cubins that are missing, as paths; empty when the kernels are built. */
 export function missingCubins(): string[] {
   const paths = [QUANTIZE_CUBIN];
   for (const out of ['bfloat16', 'float16'] as const) {
-    for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath(out, d), forwardCubinPath({ fp8: true, out }, d), backwardCubinPath(out, d));
-    for (const t of LONG_TILES) {
-      const kinds: ForwardInputs[] = t.fp8 ? [{ fp8: true, out }, { fp8: true, out, qTerms: 2 }] : [out];
-      for (const inputs of kinds) paths.push(forwardCubinPath(inputs, t.headDim, 'long'));
+    for (const d of FORWARD_HEAD_DIMS) {
+      paths.push(backwardCubinPath(out, d));
+      for (const inputs of [...forwardInputsFor(false, out), ...forwardInputsFor(true, out)]) paths.push(forwardCubinPath(inputs, d));
     }
-    for (const d of FORWARD_HEAD_DIMS) paths.push(forwardCubinPath({ fp8: true, out, qTerms: 2 }, d));
+    for (const t of LONG_TILES) for (const inputs of forwardInputsFor(t.fp8, out)) paths.push(forwardCubinPath(inputs, t.headDim, 'long'));
   }
   return paths.filter((p) => !existsSync(p));
 }

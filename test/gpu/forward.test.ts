@@ -15,8 +15,8 @@ import {
   FORWARD_TILES,
   forwardKernel,
   forwardTileFor,
+  forwardInputsFor,
   forwardVariantFor,
-  type ForwardInputs,
   LONG_TILES,
 } from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
@@ -122,8 +122,7 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ), 'long');
       assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ - 1), 'default');
       for (const out of ['bfloat16', 'float16'] as const) {
-        const kinds: ForwardInputs[] = t.fp8 ? [{ fp8: true, out }, { fp8: true, out, qTerms: 2 }] : [out];
-        for (const inputs of kinds) {
+        for (const inputs of forwardInputsFor(t.fp8, out)) {
           const kernel = forwardKernel(CudaContext.get(0), inputs, t.headDim, 'long');
           assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, { blockM: t.blockM, blockN: t.blockN }, `long ${JSON.stringify(inputs)} d=${t.headDim}`);
         }

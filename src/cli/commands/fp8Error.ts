@@ -7,7 +7,7 @@ import { fp8AttentionEmulated } from '../../cpu/fp8.js';
 import type { CpuProblem } from '../../cpu/problem.js';
 import { referenceAttention } from '../../cpu/reference.js';
 import { tiledAttention } from '../../cpu/tiled.js';
-import { FORWARD_TILES } from '../../cuda/kernels.js';
+import { forwardTileFor } from '../../cuda/kernels.js';
 import { attention } from '../../attention.js';
 import type { QuantizeOptions } from '../../fp8.js';
 import { Tensor } from '../../tensor.js';
@@ -121,9 +121,9 @@ export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
   }
 }
 
-/** flash3's 16-bit kernel emulated with its own tiles (128 x 128 where it has none). */
+/** flash3's 16-bit kernel emulated with the tiles of the build that runs the problem. */
 function sixteenBitEmulated(p: CpuProblem, dtype: 'float16' | 'bfloat16'): Float64Array {
-  const tiles = FORWARD_TILES[p.headDim as keyof typeof FORWARD_TILES] ?? { blockM: 128, blockN: 128 };
+  const tiles = forwardTileFor(dtype, p.headDim, p.seqlenQ);
   return tiledAttention(p, { ...tiles, inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
 }
 
