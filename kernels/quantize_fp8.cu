@@ -33,10 +33,11 @@ struct QuantizeParams {
   int transposed;  // write V^T (block_rows a multiple of 32, at most kMaxTransposeRows)
   int hadamard;
   int terms;  // 2: rows hold [Q1 | Q2], Q2 = e4m3(x / scale - Q1), sharing the descale (accuracy mode)
+  int pow2_scales;  // block scales rounded up to powers of two (for V: see fwd/kernel.cuh, Descales)
   uint32_t signs[8];  // bit c set: column c is negated before the transform
 };
 
-static_assert(offsetof(QuantizeParams, signs) == 88 && sizeof(QuantizeParams) == 120, "host layout (src/cuda/quantize.ts)");
+static_assert(offsetof(QuantizeParams, signs) == 92 && sizeof(QuantizeParams) == 128, "host layout (src/cuda/quantize.ts)");
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
@@ -101,6 +102,15 @@ __device__ __forceinline__ int fp8_slot_of_key(int k) {
   return 16 * (k >> 4) + 4 * ((k >> 1) & 3) + 2 * ((k >> 3) & 1) + (k & 1);
 }
 
+// The smallest power of two s with amax <= 448 s, no smaller than the least normal float (as
+// src/cpu/fp8.ts). 448 = 1.75 * 2^8, so with amax = m * 2^e (m in [0.5, 1)) s is 2^(e-9) when
+// m <= 0.875 and 2^(e-8) otherwise: exact, with no division to round.
+__device__ __forceinline__ float pow2_scale_for(float amax) {
+  int e;
+  const float m = frexpf(amax, &e);
+  return ldexpf(1.f, max(m <= 0.875f ? e - 9 : e - 8, -126));
+}
+
 // `tile`: kMaxDim x kMaxTransposeRows bytes staging V^T; `scratch`: one float per warp.
 template <typename T, int E>
 __device__ void quantize(const QuantizeParams& p, uint8_t* tile, float* scratch) {
@@ -129,7 +139,7 @@ __device__ void quantize(const QuantizeParams& p, uint8_t* tile, float* scratch)
       return;
     }
     // An all-zero block quantizes exactly with any scale; 1 avoids 0/0 (as src/cpu/fp8.ts).
-    scale = amax > 0.f ? amax / kE4m3Max : 1.f;
+    scale = amax > 0.f ? (p.pow2_scales ? pow2_scale_for(amax) : amax / kE4m3Max) : 1.f;
     if (threadIdx.x == 0) *descale = scale;
   }
 

@@ -59,7 +59,7 @@ export function attention(
       made.push(
         quantizeFp8(q as Tensor, qk),
         quantizeFp8(k as Tensor, { ...qk, terms: 1 }),
-        quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1 }),
+        quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1, powerOfTwoScales: qk.scaling === 'block' }),
       );
       return attentionFp8(made[0], made[1], made[2], opts, (q as Tensor).dtype as Fp8OutDType);
     } finally {

@@ -188,19 +188,25 @@ struct FwdKernel {
   }
 
   // FP8 descales of one tile (16-bit inputs: the plain softmax scale, and no-ops). Scores of key
-  // block n are scaled by the row's Q descale times the block's K descale. O is accumulated in
-  // units of the V descale of the block added last: moving to block n multiplies O by
-  // v(last) / v(n), folded into the rescale the softmax asks for anyway, and the output takes
-  // the last block's descale with its normalisation. Blocks come in descending order, so each
-  // block's descales are loaded while the one before it is processed, off the softmax's path.
+  // block n are scaled by the row's Q descale times the block's K descale. O is accumulated in a
+  // unit u = 2^E · mu; block n's V descale v(n) = 2^e · m enters in two exact parts:
+  // - 2^(e - E) goes into P, as an integer added to exp2's argument (the row sum takes it back out
+  //   by the same power of two), while 0 <= e - E <= kMaxPShift keeps P below e4m3's 448;
+  // - the mantissa: moving to block n multiplies O by mu / m and the unit becomes 2^E · m.
+  // With power-of-two V block scales (quantizeFp8's powerOfTwoScales) every mantissa is 1, so O
+  // is rescaled only when the row max moves, as for 16-bit inputs (rescaling by v(last) / v(n)
+  // every block cost 7-10%, H100). A block outside that exponent range (a new smallest exponent,
+  // a handful of times per tile) rebases the unit to v(n) exactly, so P is never scaled below 1.
+  // Blocks come in descending order; each block's descales load while the one before is processed.
   struct Descales {
+    static constexpr int kMaxPShift = 8 - MaxSlack;  // P <= 2^MaxSlack, times 2^8 < 448
     int kv_base = 0;  // this head's first K/V descale (an index, not two pointers: registers are short)
     // Q descale blocks are whole multiples of 16 rows (src/cuda/forward.ts checks), so the two rows
     // a thread holds, 8 apart in one 16-row group, share one descale: one register fewer, which
     // keeps head dim 64 with three consumer warpgroups free of spills.
     float q = 1.f;
     float k_next = 1.f, v_next = 1.f;  // of the block the softmax takes next
-    float v_last = 1.f;
+    float unit = 1.f;
 
     __device__ Descales(const FwdParams& p, const Tile& tile, int row0, int n_first) {
       if constexpr (kFp8) {
@@ -209,6 +215,7 @@ struct FwdKernel {
         // Rows past seqlen_q are computed but never stored; any finite descale does for them.
         q = __ldg(p.q_descale + q_base + min(row0, p.seqlen_q - 1) / p.q_descale_rows);
         load(p, n_first);
+        unit = v_next;
       }
     }
     __device__ void load(const FwdParams& p, int n) {
@@ -217,18 +224,38 @@ struct FwdKernel {
       v_next = __ldg(p.v_descale + kv_base + block);
     }
     __device__ float score_scale(const FwdParams& p) const { return p.scale_log2 * (kFp8 ? q * k_next : 1.f); }
-    __device__ void to_block_units(const FwdParams& p, int n, float (&rescale)[2]) {
+
+    // P's factor for the next block (log2 of it, and the row sum's 1 / factor) and the change of
+    // O's unit, folded into the rescale the softmax returns.
+    struct BlockUnits {
+      float p_log2 = 0.f, sum_scale = 1.f, o_ratio = 1.f;
+    };
+    __device__ BlockUnits enter_block() {
+      BlockUnits b;
       if constexpr (kFp8) {
-        const float ratio = v_last / v_next;
-        rescale[0] *= ratio;
-        rescale[1] *= ratio;
-        v_last = v_next;
-        load(p, n - 1);
+        constexpr int kExp = 0x7f800000, kMant = 0x007fffff;
+        const int u = __float_as_int(unit), v = __float_as_int(v_next);
+        const int shift = (v >> 23) - (u >> 23);  // descales are positive: no sign bit
+        if ((u & kExp) != 0 && shift >= 0 && shift <= kMaxPShift) {
+          const int v_mant = v & kMant;
+          if ((u & kMant) != v_mant)
+            b.o_ratio = __int_as_float((u & kMant) | 0x3f800000) / __int_as_float(v_mant | 0x3f800000);
+          unit = __int_as_float((u & kExp) | v_mant);
+          b.p_log2 = float(shift);
+          b.sum_scale = __int_as_float((127 - shift) << 23);
+        } else {
+          b.o_ratio = unit / v_next;
+          unit = v_next;
+        }
       }
+      return b;
+    }
+    __device__ void next_block(const FwdParams& p, int n) {
+      if constexpr (kFp8) load(p, n - 1);
     }
     __device__ void to_output_units(float (&inv_sum)[2]) const {
-      inv_sum[0] *= v_last;
-      inv_sum[1] *= v_last;
+      inv_sum[0] *= unit;
+      inv_sum[1] *= unit;
     }
   };
 
@@ -315,8 +342,11 @@ struct FwdKernel {
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-        softmax.step(s, descales.score_scale(p), rescale);
-        descales.to_block_units(p, n, rescale);
+        const auto units = descales.enter_block();
+        softmax.step(s, descales.score_scale(p), units.p_log2, units.sum_scale, rescale);
+        rescale[0] *= units.o_ratio;
+        rescale[1] *= units.o_ratio;
+        descales.next_block(p, n);
       };
 
       float o[HeadDim / 2];

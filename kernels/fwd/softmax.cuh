@@ -43,8 +43,11 @@ struct OnlineSoftmax {
   template <int NAcc>
   static constexpr int kChainsFor = (NAcc / 4) % 4 == 0 ? 4 : (NAcc / 4) % 2 == 0 ? 2 : 1;
 
+  // P comes out multiplied by 2^p_log2 (an integer: FP8's V block descales, 0 otherwise) and the
+  // block's sum by sum_scale = 2^-p_log2, so the row sum stays that of P itself; both are exact.
   template <int NAcc>
-  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float (&rescale)[2]) {
+  __device__ __forceinline__ void step(float (&s)[NAcc], float scale_log2, float p_log2, float sum_scale,
+                                       float (&rescale)[2]) {
     constexpr int kChains = kChainsFor<NAcc>;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -60,6 +63,7 @@ struct OnlineSoftmax {
       const float m_new = grows ? m_block : row_max[r];
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
       const float base = m_new == -INFINITY ? 0.f : m_new;
+      const float shift = p_log2 - base;
       rescale[r] = grows ? ex2(row_max[r] - base) : 1.f;
       row_max[r] = m_new;
       float sum[kChains] = {};
@@ -68,13 +72,13 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
-          x = ex2(fmaf(x, scale_log2, -base));
+          x = ex2(fmaf(x, scale_log2, shift));
           sum[i % kChains] += x;
         }
       }
 #pragma unroll
       for (int k = 1; k < kChains; ++k) sum[0] += sum[k];
-      row_sum[r] = row_sum[r] * rescale[r] + sum[0];
+      row_sum[r] = row_sum[r] * rescale[r] + sum[0] * sum_scale;
     }
   }
 

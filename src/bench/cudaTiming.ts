@@ -98,16 +98,18 @@ export function timeCudaForward(
   const out = Tensor.empty(shape, fp8 ? 'bfloat16' : buffers.dtype, 'cuda');
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
-  // Block descales that differ from block to block, as real block-quantized inputs have: with
-  // equal ones the kernel would skip rescaling O between key blocks, which it cannot do in use.
+  // Block descales that differ from block to block, as real block-quantized inputs have (with
+  // equal ones the kernel would never rescale O for them); V's are powers of two, as
+  // attention()'s fp8 option makes them, which the kernel folds into P without rescaling O.
   const blocks = p.batch * p.heads * Math.ceil(p.seqlen / DEFAULT_BLOCK_ROWS);
-  const descales = fp8 ? Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => 1 + (i % 7) / 64), [blocks], 'float32').cuda() : null;
+  const descaleTensor = (f: (i: number) => number) => Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => f(i)), [blocks], 'float32').cuda();
+  const descales = fp8 ? { qk: descaleTensor((i) => 1 + (i % 7) / 64), v: descaleTensor((i) => 2 ** ((i % 5) - 2)) } : null;
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const vInput = descales
       ? {
           vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },
-          descale: { q: descales.devicePointer, k: descales.devicePointer, v: descales.devicePointer, qRows: DEFAULT_BLOCK_ROWS, kRows: DEFAULT_BLOCK_ROWS },
+          descale: { q: descales.qk.devicePointer, k: descales.qk.devicePointer, v: descales.v.devicePointer, qRows: DEFAULT_BLOCK_ROWS, kRows: DEFAULT_BLOCK_ROWS },
         }
       : v;
     const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);
@@ -118,6 +120,7 @@ export function timeCudaForward(
     }
   } finally {
     for (const t of new Set([q, q1, k, v, out, lse])) t.dispose();
-    descales?.dispose();
+    descales?.qk.dispose();
+    descales?.v.dispose();
   }
 }

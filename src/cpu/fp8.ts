@@ -19,6 +19,8 @@ export interface Fp8QuantizeOptions {
   hadamard: boolean;
   seed: number;
   dtype?: Fp8DType;
+  /** block scales rounded up to powers of two (see pow2ScaleFor) */
+  powerOfTwo?: boolean;
 }
 
 export interface Fp8Quantized {
@@ -29,6 +31,19 @@ export interface Fp8Quantized {
 }
 
 const FP8_MAX: Record<Fp8DType, number> = { float8_e4m3: 448, float8_e5m2: 57344 };
+
+/**
+ * The smallest power of two s with amax <= max·s, and at least the least normal float32, as
+ * kernels/quantize_fp8.cu computes it from the float32 amax.
+ */
+export function pow2ScaleFor(amax: number, dtype: Fp8DType = 'float8_e4m3'): number {
+  const a = Math.fround(amax);
+  let e = Math.max(Math.ceil(Math.log2(a / FP8_MAX[dtype])), -126);
+  // log2 may land a hair off an exact power of two: settle on the smallest e that holds.
+  while (e > -126 && a <= FP8_MAX[dtype] * 2 ** (e - 1)) e--;
+  while (a > FP8_MAX[dtype] * 2 ** e) e++;
+  return 2 ** e;
+}
 
 /** Quantizes a (rows, rowLen) array to fp8 with amax scaling; `x` is left untouched. */
 export function quantizeFp8(x: Float64Array, rows: number, rowLen: number, opts: Fp8QuantizeOptions): Fp8Quantized {
@@ -55,7 +70,7 @@ export function quantizeFp8(x: Float64Array, rows: number, rowLen: number, opts:
     let amax = 0;
     for (let e = start; e < end; e++) amax = Math.max(amax, Math.abs(values[e]));
     // An all-zero block quantizes exactly with any scale; 1 avoids 0/0.
-    const scale = amax > 0 ? amax / FP8_MAX[dtype] : 1;
+    const scale = amax > 0 ? (opts.powerOfTwo && opts.scaling === 'block' ? pow2ScaleFor(amax, dtype) : amax / FP8_MAX[dtype]) : 1;
     descale[blk] = scale;
     for (let e = start; e < end; e++) values[e] = roundTo(values[e] / scale, dtype);
   }
@@ -81,8 +96,9 @@ export interface Fp8AttentionOptions {
 
 /**
  * Attention with e4m3 Q, K, V (scaled as `opts` says), S and the online softmax in float32,
- * P rounded to e4m3 unscaled (it lies in [0, 1]) before P·V, float32 accumulation, and the V
- * descale applied to the output (per block of keys under block scaling).
+ * P rounded to e4m3 before P·V, float32 accumulation, and the V descale applied as the kernel
+ * does: per tensor to the output; per block of keys partly in P, partly to O (vUnitSteps in
+ * tiled.ts), with V's block scales powers of two as attention()'s fp8 option makes them.
  */
 export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): CpuResult {
   validateProblem(p);
@@ -96,7 +112,8 @@ export function fp8AttentionEmulated(p: CpuProblem, opts: Fp8AttentionOptions): 
   const perTensor = opts.scaling === 'tensor';
   const quantQ = (opts.qSplit ? splitSlicer : slicer)({ x: p.q, batch, seqlen: sq, heads: headsQ, dim: d, blockRows: opts.blockM, hadamard: opts.hadamard }, opts);
   const quantK = slicer({ x: p.k, batch, seqlen: sk, heads: headsKv, dim: d, blockRows: opts.blockN, hadamard: opts.hadamard }, opts);
-  const quantV = slicer({ x: p.v, batch, seqlen: sk, heads: headsKv, dim: dv, blockRows: opts.blockN, hadamard: false }, opts);
+  // V's block scales are powers of two, as attention()'s fp8 option quantizes v.
+  const quantV = slicer({ x: p.v, batch, seqlen: sk, heads: headsKv, dim: dv, blockRows: opts.blockN, hadamard: false, powerOfTwo: true }, opts);
 
   // K and V slices are shared by the query heads of a group: quantize each once.
   const memo = <T>(f: (b: number, h: number) => T) => {
@@ -138,6 +155,8 @@ interface SliceSpec {
   /** Rows (sequence positions of one head) per scale under block scaling. */
   blockRows: number;
   hadamard: boolean;
+  /** block scales rounded up to powers of two (per-tensor scaling keeps its amax scale) */
+  powerOfTwo?: boolean;
 }
 
 interface HeadSlice {
@@ -164,7 +183,7 @@ function slicer(spec: SliceSpec, opts: Fp8AttentionOptions): (b: number, h: numb
     throw new OptionError("scaling must be 'tensor' or 'block'", { param: 'options.scaling', value: opts.scaling });
   }
   return (b, h) => {
-    const slice = quantizeFp8(gatherHead(x, seqlen, heads, dim, b, h), seqlen, dim, { ...base, scaling: 'block', blockRows });
+    const slice = quantizeFp8(gatherHead(x, seqlen, heads, dim, b, h), seqlen, dim, { ...base, scaling: 'block', blockRows, powerOfTwo: spec.powerOfTwo });
     const rowDescale = new Float64Array(seqlen);
     for (let s = 0; s < seqlen; s++) rowDescale[s] = slice.descale[Math.floor(s / blockRows)];
     return { values: slice.values, rowDescale };
@@ -208,8 +227,9 @@ export interface Fp8Descales {
 
 /**
  * What the FP8 kernel computes from e4m3 q, k, v (`p` holds their values) and their descales:
- * S in float32 scaled by the row's Q and the key's K descale, P rounded to e4m3 unscaled, each
- * key block's P·V multiplied by its V descale. `tile` is the kernel's blocking (forwardTileFor).
+ * S in float32 scaled by the row's Q and the key's K descale, P rounded to e4m3, each key
+ * block's V descale brought in as the kernel does (vUnitSteps in tiled.ts). `tile` is the
+ * kernel's blocking (forwardTileFor).
  */
 export function fp8AttentionQuantized(p: CpuProblem, d: Fp8Descales, tile: { blockM: number; blockN: number }): CpuResult {
   validateProblem(p);

@@ -97,8 +97,60 @@ export interface HeadInputs {
   qDescale?: Float64Array;
   /** per key */
   kDescale?: Float64Array;
-  /** per key, constant over each blockN block: each block's P·V is multiplied by it */
+  /** per key, constant over each blockN block, as the FP8 kernel applies it (see vUnitSteps) */
   vDescale?: Float64Array;
+}
+
+/** How the FP8 kernel brings key block n's V descale in (kernels/fwd/kernel.cuh, Descales). */
+interface VUnitStep {
+  /** P of the block is multiplied by 2^pShift before it is narrowed (exact). */
+  pShift: number;
+  /** O accumulated so far is multiplied by this on entering the block (1: no rescale). */
+  oRatio: number;
+}
+
+const F32 = new DataView(new ArrayBuffer(4));
+function f32Bits(x: number): number {
+  F32.setFloat32(0, x);
+  return F32.getUint32(0);
+}
+function fromF32Bits(b: number): number {
+  F32.setUint32(0, b >>> 0);
+  return F32.getFloat32(0);
+}
+
+/**
+ * O is kept in a unit u = 2^E·mu. A block whose descale 2^e·m has 0 <= e - E <= 8 puts 2^(e-E)
+ * into P and changes the unit's mantissa to m (O *= mu/m, 1 when the mantissas agree, as with
+ * power-of-two scales); any other block rebases the unit to its descale (O *= u/v). The blocks
+ * come last first, as the kernel walks them. Returns the steps by block and the final unit.
+ * `r` rounds the ratios (float32 as in the kernel; identity for exact arithmetic).
+ */
+export function vUnitSteps(
+  vBlockDescale: (nb: number) => number,
+  nbLo: number,
+  nbHi: number,
+  r: (x: number) => number = Math.fround,
+): { steps: VUnitStep[]; unit: number } {
+  const EXP = 0x7f800000;
+  const MANT = 0x007fffff;
+  const steps: VUnitStep[] = [];
+  let unit = Math.fround(vBlockDescale(nbHi));
+  for (let nb = nbHi; nb >= nbLo; nb--) {
+    const v = Math.fround(vBlockDescale(nb));
+    const u = f32Bits(unit);
+    const vb = f32Bits(v);
+    const shift = (vb >>> 23) - (u >>> 23);
+    if ((u & EXP) !== 0 && shift >= 0 && shift <= 8) {
+      const ratio = (u & MANT) === (vb & MANT) ? 1 : r(fromF32Bits((u & MANT) | 0x3f800000) / fromF32Bits((vb & MANT) | 0x3f800000));
+      unit = fromF32Bits((u & EXP) | (vb & MANT));
+      steps[nb] = { pShift: shift, oRatio: ratio };
+    } else {
+      steps[nb] = { pShift: 0, oRatio: r(unit / v) };
+      unit = v;
+    }
+  }
+  return { steps, unit };
 }
 
 export interface TileSteps {
@@ -148,6 +200,7 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
       // Wholly inside for every row of the tile: no per-element masking needed.
       fullBlock[nb] = firstKey(p, m1 - 1) <= n0 && lastKey(p, m0) >= n1 - 1 ? 1 : 0;
     }
+    const units = vDescale && nbLo <= nbHi ? vUnitSteps((nb) => vDescale[nb * blockN], nbLo, nbHi, r) : null;
 
     for (let i = m0; i < m1; i++) {
       const rowLo = firstKey(p, i);
@@ -164,7 +217,12 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
         const n1 = Math.min(sk, n0 + blockN);
         const jLo = fullBlock[nb] ? n0 : Math.max(n0, rowLo);
         const jHi = fullBlock[nb] ? n1 - 1 : Math.min(n1 - 1, rowHi);
-        if (jLo > jHi) continue; // this row sees nothing here: the state would not change
+        const unit = units?.steps[nb];
+        if (jLo > jHi) {
+          // This row sees nothing here: only O's unit may change.
+          if (unit && unit.oRatio !== 1) for (let c = 0; c < dv; c++) acc[c] = r(acc[c] * unit.oRatio);
+          continue;
+        }
 
         let blockMax = -Infinity;
         for (let j = jLo; j <= jHi; j++) {
@@ -176,6 +234,8 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
         }
         const mNew = Math.max(m, blockMax);
         const alpha = m === -Infinity ? 0 : r(Math.pow(2, m - mNew));
+        const pFactor = unit ? 2 ** unit.pShift : 1;
+        const oFactor = unit ? r(alpha * unit.oRatio) : alpha;
 
         let rowSum = 0;
         pv.fill(0);
@@ -183,13 +243,12 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
           // The row sum uses P before it is narrowed for the MMA, as FA kernels do.
           const pf = r(Math.pow(2, s[j - n0] - mNew));
           rowSum += pf;
-          const pn = roundP(pf);
+          const pn = roundP(pf * pFactor);
           if (pn === 0) continue;
           const vOff = j * dv;
           for (let c = 0; c < dv; c++) pv[c] += pn * v[vOff + c];
         }
-        const vd = vDescale ? vDescale[n0] : 1;
-        for (let c = 0; c < dv; c++) acc[c] = r(acc[c] * alpha + r(r(pv[c]) * vd));
+        for (let c = 0; c < dv; c++) acc[c] = r(acc[c] * oFactor + r(pv[c]));
         l = r(l * alpha + r(rowSum));
         m = mNew;
       }
@@ -198,7 +257,7 @@ export function attendHeadTiled(p: CpuProblem, head: HeadInputs, steps: TileStep
         lse[i] = -Infinity; // o row stays 0
         continue;
       }
-      const inv = r(1 / l);
+      const inv = units ? r(r(1 / l) * units.unit) : r(1 / l);
       for (let c = 0; c < dv; c++) o[i * dv + c] = r(acc[c] * inv);
       lse[i] = r((m + Math.log2(l)) * Math.LN2);
     }

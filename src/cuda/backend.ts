@@ -154,7 +154,7 @@ function quantizeOnDevice(x: Tensor, o: ResolvedQuantize): QuantizedTensor {
   try {
     const base = { x, out: data.devicePointer, descale: descale.devicePointer, blockRows: o.blockRows, transposed: false, signs: o.hadamard ? randomSigns(d, o.seed) : null, terms: o.terms };
     if (o.scaling === 'block') {
-      launchQuantize(ctx, { ...base, mode: 'block' });
+      launchQuantize(ctx, { ...base, mode: 'block', powerOfTwoScales: o.powerOfTwoScales });
     } else {
       launchQuantize(ctx, { ...base, mode: 'amax' });
       launchDescaleAll(ctx, descale.devicePointer, descale.numel);

@@ -9,7 +9,7 @@ import { QUANTIZE_CUBIN } from './kernels.js';
 import { KernelModule, type KernelFunction } from './module.js';
 import { packParamBlock } from './paramBlock.js';
 
-const PARAMS_BYTES = 120;
+const PARAMS_BYTES = 128;
 const THREADS = 256;
 /** V^T blocks are staged whole in shared memory (kMaxTransposeRows in the kernel). */
 export const MAX_TRANSPOSE_ROWS = 128;
@@ -33,6 +33,8 @@ export interface QuantizeLaunch {
   signs: Float64Array | null;
   /** 2: write [Q1 | Q2] rows (accuracy mode); default 1. */
   terms?: 1 | 2;
+  /** Block scales rounded up to powers of two (mode 'block'). */
+  powerOfTwoScales?: boolean;
 }
 
 /** V^T's padded key count: whole chunks, so the permuted order never reaches past the buffer. */
@@ -72,7 +74,7 @@ export function launchQuantize(ctx: CudaContext, l: QuantizeLaunch): void {
   l.signs?.forEach((sign, c) => {
     if (sign < 0) signWords[c >> 5] |= 1 << (c & 31);
   });
-  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0, l.terms ?? 1, ...signWords];
+  const ints = [seqlen, heads, dim, l.blockRows, blocks, vtSeqlenPad(seqlen), MODES[l.mode], l.transposed ? 1 : 0, l.signs ? 1 : 0, l.terms ?? 1, l.powerOfTwoScales ? 1 : 0, ...signWords];
   // Layout: QuantizeParams in kernels/quantize_fp8.cu (strides are non-negative, so u64 bits = i64 bits).
   const bytes = packParamBlock(PARAMS_BYTES, [], {
     u64: [[0, l.x.devicePointer], ...l.x.strides.slice(0, 3).map((st, i): [number, bigint] => [8 + 8 * i, BigInt(st)]), [32, l.out], [40, l.descale]],

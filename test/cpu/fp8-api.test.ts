@@ -11,6 +11,19 @@ import { relativeError } from '../support/compare.js';
 const randn = (shape: number[], seed: number) => Tensor.randn(shape, { dtype: 'bfloat16', seed });
 
 describe('FP8 API (CPU)', () => {
+  it('rounds block scales up to powers of two on request, with every value in e4m3 range', () => {
+    const x = randn([1, 256, 2, 64], 12);
+    const amaxScaled = quantizeFp8(x).descale.toFloat64Array();
+    const q8 = quantizeFp8(x, { powerOfTwoScales: true });
+    const descale = q8.descale.toFloat64Array();
+    descale.forEach((d, i) => {
+      assert.equal(2 ** Math.round(Math.log2(d)), d, `descale ${i} = ${d}`);
+      assert.ok(d >= amaxScaled[i] && d < 2 * amaxScaled[i], `descale ${i}: ${d} for amax scale ${amaxScaled[i]}`);
+    });
+    const data = q8.data.toFloat64Array();
+    assert.ok(Math.max(...data.map(Math.abs)) <= 448);
+  });
+
   it('quantizes to e4m3 with one descale per block and reconstructs within e4m3 precision', () => {
     const x = randn([2, 300, 3, 64], 11);
     const q8 = quantizeFp8(x, { blockRows: 128 });
@@ -79,6 +92,8 @@ describe('FP8 API (CPU)', () => {
     const coarse = quantizeFp8(x, { blockRows: 96 });
     assert.throws(() => attention(plain, coarse, coarse, { backend: 'cpu' }), /multiple of/);
     assert.throws(() => quantizeFp8(x, { scaling: 'row' as 'block' }), OptionError);
+    assert.throws(() => quantizeFp8(x, { scaling: 'tensor', powerOfTwoScales: true }), /powerOfTwoScales rounds block scales/);
+    assert.throws(() => quantizeFp8(x, { powerOfTwoScales: 1 as unknown as boolean }), OptionError);
     assert.throws(() => new QuantizedTensor(plain.data, x, 128), /descale must be float32/);
   });
 });

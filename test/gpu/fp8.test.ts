@@ -26,27 +26,42 @@ interface Case extends ShapeCase {
   window?: [number, number];
   /** q's descale block (default 128); k and v keep the default. */
   qBlockRows?: number;
+  /**
+   * V's block scales: amax (default: O rescaled by mantissa ratios every block), powers of two
+   * (as attention()'s fp8 option: O not rescaled), or powers of two over V blocks whose
+   * magnitudes span 2^18 (the kernel rebases O's unit past 2^8).
+   */
+  v?: 'pow2' | 'pow2-spread';
 }
 
 const CASES: Case[] = [
   { b: 1, sq: 1, sk: 1, hq: 1, hkv: 1, d: 64, causal: false, scaling: 'block', hadamard: false },
-  { b: 2, sq: 200, sk: 200, hq: 2, hkv: 2, d: 64, causal: true, scaling: 'block', hadamard: true },
-  { b: 1, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, scaling: 'block', hadamard: true },
+  { b: 2, sq: 200, sk: 200, hq: 2, hkv: 2, d: 64, causal: true, scaling: 'block', hadamard: true, v: 'pow2' },
+  { b: 1, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, scaling: 'block', hadamard: true, v: 'pow2' },
+  { b: 1, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: false, v: 'pow2-spread' },
   { b: 2, sq: 1000, sk: 1000, hq: 2, hkv: 1, d: 128, causal: true, scaling: 'tensor', hadamard: false },
   { b: 1, sq: 300, sk: 1000, hq: 2, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true },
   { b: 1, sq: 17, sk: 333, hq: 4, hkv: 1, d: 256, causal: false, scaling: 'tensor', hadamard: true },
-  { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2 },
+  { b: 2, sq: 700, sk: 513, hq: 4, hkv: 2, d: 128, causal: true, scaling: 'block', hadamard: true, terms: 2, v: 'pow2' },
   { b: 1, sq: 300, sk: 300, hq: 2, hkv: 1, d: 64, causal: false, scaling: 'tensor', hadamard: false, terms: 2 },
-  { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 256, causal: false, scaling: 'block', hadamard: true, window: [100, 37] },
+  { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 256, causal: false, scaling: 'block', hadamard: true, window: [100, 37], v: 'pow2-spread' },
   // q descales every 48 rows: a new one every three 16-row groups, inside the 192-row blocks of the
   // long-sequence tile (head dim 64 from 2048 query rows).
   { b: 1, sq: 2100, sk: 2000, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: false, qBlockRows: 48 },
-  { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2 },
-  { b: 1, sq: 400, sk: 700, hq: 4, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true, terms: 2 },
+  { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2, v: 'pow2-spread' },
+  { b: 1, sq: 400, sk: 700, hq: 4, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true, terms: 2, v: 'pow2' },
 ];
 
 const label = (c: Case) =>
-  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.window ? `window ${c.window}` : c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}`;
+  `b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${c.window ? `window ${c.window}` : c.causal ? 'causal' : 'full'} ${c.scaling}${c.hadamard ? '+hadamard' : ''}${c.terms === 2 ? ' two-term q' : ''}${c.v ? ` v ${c.v}` : ''}`;
+
+/** V with key block i scaled by 2^(3·(5i mod 7) - 9): neighbouring blocks up to 2^18 apart. */
+function spreadBlocks(v: Tensor, blockRows: number): Tensor {
+  const [b, s, h, d] = v.shape;
+  const x = v.toFloat64Array();
+  for (let i = 0; i < x.length; i++) x[i] *= 2 ** (3 * ((5 * Math.floor(Math.floor(i / (h * d)) % s / blockRows)) % 7) - 9);
+  return Tensor.fromArray(x, [b, s, h, d], v.dtype);
+}
 
 /** A device QuantizedTensor's contents on the host. */
 const toHost = (x: QuantizedTensor) => new QuantizedTensor(x.data.cpu(), x.descale.cpu(), x.blockRows, x.hadamardSeed, x.terms);
@@ -57,12 +72,20 @@ describe('CUDA FP8 forward', { skip }, () => {
     it(label(c), (t) => {
       const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: 'bfloat16', seed: seed++ });
       const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
-      const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
+      const v0 = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
+      const v = c.v === 'pow2-spread' ? spreadBlocks(v0, 128) : v0;
       const qk = { scaling: c.scaling, hadamard: c.hadamard, seed: 7 };
       const [qd, kd, vd] = [q.cuda(), k.cuda(), v.cuda()];
       const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1, blockRows: c.qBlockRows });
       const k8 = quantizeFp8(kd, qk);
-      const v8 = quantizeFp8(vd, { ...qk, hadamard: false });
+      const v8 = quantizeFp8(vd, { ...qk, hadamard: false, powerOfTwoScales: c.v !== undefined });
+      if (c.v) {
+        // Powers of two from exact bf16 amaxes: the device's and the host's scales agree exactly.
+        const hostV8 = quantizeFp8(v, { ...qk, hadamard: false, powerOfTwoScales: true });
+        const [dv, hv] = [v8.descale.cpu(), hostV8.descale];
+        assert.deepEqual(Array.from(dv.toFloat64Array()), Array.from(hv.toFloat64Array()), 'power-of-two V descales');
+        for (const x of [dv, hostV8]) x.dispose();
+      }
 
       // Quantization: the host's in float64 may round a handful of elements the other way.
       const hostQ8 = quantizeFp8(q, { ...qk, terms: c.terms ?? 1, blockRows: c.qBlockRows });
@@ -95,7 +118,7 @@ describe('CUDA FP8 forward', { skip }, () => {
       // worst row: up to 1.2e-3 with one term; with two terms 1.2e-3, once in six runs 4.6e-3.
       const lseTol = c.terms === 2 ? 8e-3 : 3e-3;
       assert.ok(lseErr <= lseTol, `lse differs from the emulation by ${lseErr}`);
-      for (const x of [q, k, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse]) x.dispose();
+      for (const x of new Set([q, k, v0, v, qd, kd, vd, q8, k8, v8, hostQ8, deviceQ8, out, lse, emu.out, emu.lse])) x.dispose();
     });
   }
 
