@@ -36,14 +36,18 @@ struct TileConfigLong<64> : TileConfig<64> {
   static constexpr int kConsumerWarpgroups = 3;
 };
 
-// Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. 3 stages measured within noise (H200). From
-// seqlen_q 8192 the host picks TileConfigLong<128> instead. Pingpong off: equal or +1-3% at 1k-16k.
+// Q 32 + 2 x (K 32 + V 32) + O 32 KiB = 192 KiB. From seqlen_q 8192 the host picks
+// TileConfigLong<128> instead. Pingpong on (session 4, interleaved rounds, medians, bf16): H100 491
+// vs 467 at 512, 541 vs 502 at 1k, 560 vs 544 at 2k, 569 vs 558 at 4k, 404 vs 396 at 1k causal,
+// 516 vs 518 at 4k causal; H200 +1-3% (fp16 within +-2%). (Session 1 on an H200, before the
+// register savings, measured it off as equal or +1-3%.) 3 stages, O then staged in Q's place: H100
+// -10 to -20% at 512-1k, -3 to -7% at 2k-4k, with or without pingpong.
 template <>
 struct TileConfig<128> {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kBlockN = 128;
   static constexpr int kStages = 2;
-  static constexpr bool kPingpong = false;
+  static constexpr bool kPingpong = true;
   static constexpr bool kIntraOverlap = true;
   // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
   static constexpr int kMaxSlack = 0;
@@ -91,7 +95,9 @@ struct TileConfigLong<256> : TileConfig<256> {
 //   at 16k, 932-939 at 1k, 886-908 at 4k causal against 996-1006, 849-869, 844-851 without overlap;
 //   pingpong instead: 976-985, 819-826, 777-798; 128 x 64 with overlap 868-872, 720-724, 714-715.
 //   (H200, session 2: without overlap 1009-1027 at 16k, 898 at 1k; 128 x 64 with both 880-905, 760.)
-// - head dim 128: overlap without pingpong 766-773 at 16k; pingpong 753, no overlap 710, 3 stages equal.
+// - head dim 128: overlap with pingpong. H100, session 4 (V descales folded into P), medians of
+//   interleaved rounds: 828 vs 817 at 16k, 699 vs 686 at 1k, 706 vs 696 at 4k causal; 3 stages
+//   813, 687, 692. (Session 2, O rescaled every block: pingpong 753 vs 766-773, no overlap 710.)
 // - head dim 64: 445-459 at 16k; pingpong 398, 3 stages equal.
 // - Computing part of the exponentials on the FMA pipe (a degree-3 fit of 2^x) instead of MUFU lost
 //   5-15% at every head dim: the softmax is bound by issue slots, not by MUFU.
@@ -101,9 +107,10 @@ struct TileConfigFp8 {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kBlockN = 128;
   static constexpr int kStages = 2;
-  static constexpr bool kPingpong = false;
+  // Head dim 64 with pingpong lost (398 vs 445-459); head dim 256 with it spills (92 B).
+  static constexpr bool kPingpong = HeadDim == 128;
   static constexpr bool kIntraOverlap = true;
-  // Exact running max: block descales rescale O every block anyway, and the emulation stays exact.
+  // Exact running max: with a slack, a row's largest P (1, exact in e4m3) would be rounded.
   static constexpr int kMaxSlack = 0;
 };
 
