@@ -76,13 +76,23 @@ struct FwdKernel {
   // Shared memory: [Q per consumer][K ring][V ring][O staging per consumer, when it fits][barriers];
   // every tile 1 KiB aligned for the swizzle. With its own O buffer a warpgroup hands Q back right
   // after its last S = Q K^T, so the next tile's Q and K load under the last P V and the epilogue.
+  // Where O does not fit whole, a buffer of a few 64-column panels per warpgroup stages it a chunk
+  // at a time, each chunk waiting for the store of the one before to be read; only where not even
+  // one panel fits is O staged in Q's place, and the next tile's Q loads after the epilogue.
   static constexpr int kOffQ = 0;
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
   static constexpr int kOffV = kOffK + Stages * kKVBytes;
   static constexpr int kEndKV = kOffV + Stages * kKVBytes;
-  static constexpr bool kSeparateO = kEndKV + ConsumerWGs * kOBytesPerWG + 2048 <= 227 * 1024;
+  static constexpr int kOPanelBytes = 64 * 128;  // 64 rows of one 128-byte swizzle row
+  static constexpr int kOPanels = kOBytesPerWG / kOPanelBytes;
+  static constexpr int kOPanelsFree = (227 * 1024 - 2048 - kEndKV) / (ConsumerWGs * kOPanelBytes);
+  static constexpr int kOPanelsFit = kOPanelsFree >= kOPanels ? kOPanels : kOPanelsFree >= 2 ? 2 : kOPanelsFree;
+  static constexpr bool kSeparateO = kOPanelsFit >= 1;
+  static constexpr int kOChunkPanels = kSeparateO ? kOPanelsFit : kOPanels;
+  static constexpr int kOChunks = kOPanels / kOChunkPanels;
+  static constexpr int kOStageBytesPerWG = kSeparateO ? kOChunkPanels * kOPanelBytes : kOBytesPerWG;
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
-  static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOBytesPerWG : kEndKV;
+  static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOStageBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
@@ -92,13 +102,14 @@ struct FwdKernel {
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
+  static_assert(kOChunks * kOChunkPanels == kOPanels, "O's panels split into whole chunks");
   static_assert(!kFp8 || BlockN == 64 || BlockN == 128, "a V^T row of BlockN keys is one swizzle row");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   struct Smem {
     uint32_t base;
     __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kQRowBytes; }
-    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kOBytesPerWG + panel * 64 * 128; }
+    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kOStageBytesPerWG + panel * kOPanelBytes; }
     __device__ uint32_t k(int stage, int panel) const {
       return base + kOffK + stage * kKVBytes + panel * BlockN * kRowBytes;
     }
@@ -428,17 +439,26 @@ struct FwdKernel {
         if (row0 + 8 < p.seqlen_q) lse_row[row0 + 8] = lse[1];
       }
 
-      uint8_t* staging = smem_ptr + kOffO + wg * kOBytesPerWG;
-      stage_output<Out, HeadDim>(o, inv_sum, staging, 64 * 128, warp, lane);
-      ptx::fence_async_shared();
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      if (tid == 0) {
-        for (int panel = 0; panel < HeadDim / 64; ++panel)  // O is 16-bit: 64-column panels
-          ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), panel * 64, tile.m_block * kBlockM + wg * 64, tile.head,
-                            tile.batch);
-        ptx::tma_store_commit();
-        // The staging buffer (the Q tile itself when O has no buffer of its own) is reused next tile.
-        ptx::tma_store_wait_read();
+      uint8_t* staging = smem_ptr + kOffO + wg * kOStageBytesPerWG;
+#pragma unroll
+      for (int c = 0; c < kOChunks; ++c) {
+        if constexpr (kOChunks > 1) {
+          // The buffer is free once the store of the chunk before (the last tile's last one, for
+          // the first) has read it.
+          if (tid == 0) ptx::tma_store_wait_read();
+          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        }
+        stage_output<Out, HeadDim, kOChunkPanels>(o, inv_sum, staging, kOPanelBytes, warp, lane, c * kOChunkPanels);
+        ptx::fence_async_shared();
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        if (tid == 0) {
+          for (int panel = 0; panel < kOChunkPanels; ++panel)  // O is 16-bit: 64-column panels
+            ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), (c * kOChunkPanels + panel) * 64,
+                              tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
+          ptx::tma_store_commit();
+          // A whole-O buffer (or the Q tile itself, when O has no buffer of its own) is reused next tile.
+          if constexpr (kOChunks == 1) ptx::tma_store_wait_read();
+        }
       }
       if constexpr (!kSeparateO) {
         ptx::named_barrier_sync(kBarEpilogue + wg, 128);
@@ -446,6 +466,8 @@ struct FwdKernel {
       }
       q_phase ^= 1;
     }
+    // Shared memory must outlive the last store's read of it.
+    if (kOChunks > 1 && tid == 0) ptx::tma_store_wait_read();
   }
 };
 
