@@ -53,8 +53,9 @@ struct TileConfig<128> {
   static constexpr int kMaxSlack = 0;
 };
 
-// Head dim 128 from seqlen_q 8192: block N 176 with pingpong (FA3's block N), O staged in Q's place
-// (Q 32 + 2 x (K 44 + V 44) = 208 KiB). H100, bf16, against the 128 x 128 tile in one run: 597-598
+// Head dim 128 from seqlen_q 8192: block N 176 with pingpong (FA3's block N), O staged one panel
+// per warpgroup at a time (Q 32 + 2 x (K 44 + V 44) + O 16 = 224 KiB; session 4: equal to O in
+// Q's place at 8k-16k). H100, bf16, against the 128 x 128 tile in one run: 597-598
 // vs 560-577 at 8k, 604-609 vs 578-585 at 16k, equal at 4k; 424-445 vs 463-476 at 2k causal and
 // 401 vs 487 at 512. Without pingpong: 575-591 at 8k, 598-601 at 16k; block N 160 with pingpong
 // 541-552 at 8k.
@@ -64,7 +65,8 @@ struct TileConfigLong<128> : TileConfig<128> {
   static constexpr bool kPingpong = true;
 };
 
-// Q 64 + 2 x (K 32 + V 32) KiB = 192 KiB; O is staged in Q's place. Pingpong on: 615 vs 600 at 8k.
+// Q 64 + 2 x (K 32 + V 32) + O 32 KiB = 224 KiB, O staged two panels per warpgroup at a time (in
+// Q's place before session 4: 474 vs 524 at 512, 545 vs 591 at 1k, H100). Pingpong on: 615 vs 600 at 8k.
 // From seqlen_q 2048 the host picks TileConfigLong<256> instead.
 template <>
 struct TileConfig<256> {
