@@ -244,16 +244,17 @@ struct FwdKernel {
     __device__ BlockUnits enter_block() {
       BlockUnits b;
       if constexpr (kFp8) {
-        constexpr int kExp = 0x7f800000, kMant = 0x007fffff;
-        const int u = __float_as_int(unit), v = __float_as_int(v_next);
-        const int shift = (v >> 23) - (u >> 23);  // descales are positive: no sign bit
+        constexpr uint32_t kExp = 0x7f800000, kMant = 0x007fffff;
+        const uint32_t u = __float_as_uint(unit), v = __float_as_uint(v_next);
+        // Sign and exponent together: descales of opposite signs never share a unit.
+        const int shift = int(v >> 23) - int(u >> 23);
         if ((u & kExp) != 0 && shift >= 0 && shift <= kMaxPShift) {
-          const int v_mant = v & kMant;
+          const uint32_t v_mant = v & kMant;
           if ((u & kMant) != v_mant)
-            b.o_ratio = __int_as_float((u & kMant) | 0x3f800000) / __int_as_float(v_mant | 0x3f800000);
-          unit = __int_as_float((u & kExp) | v_mant);
+            b.o_ratio = __uint_as_float((u & kMant) | 0x3f800000) / __uint_as_float(v_mant | 0x3f800000);
+          unit = __uint_as_float((u & ~kMant) | v_mant);
           b.p_log2 = float(shift);
-          b.sum_scale = __int_as_float((127 - shift) << 23);
+          b.sum_scale = __uint_as_float(uint32_t(127 - shift) << 23);
         } else {
           b.o_ratio = unit / v_next;
           unit = v_next;

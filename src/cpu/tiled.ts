@@ -140,10 +140,11 @@ export function vUnitSteps(
     const v = Math.fround(vBlockDescale(nb));
     const u = f32Bits(unit);
     const vb = f32Bits(v);
+    // Sign and exponent together: descales of opposite signs never share a unit.
     const shift = (vb >>> 23) - (u >>> 23);
     if ((u & EXP) !== 0 && shift >= 0 && shift <= 8) {
       const ratio = (u & MANT) === (vb & MANT) ? 1 : r(fromF32Bits((u & MANT) | 0x3f800000) / fromF32Bits((vb & MANT) | 0x3f800000));
-      unit = fromF32Bits((u & EXP) | (vb & MANT));
+      unit = fromF32Bits((u & ~MANT) | (vb & MANT));
       steps[nb] = { pShift: shift, oRatio: ratio };
     } else {
       steps[nb] = { pShift: 0, oRatio: r(unit / v) };

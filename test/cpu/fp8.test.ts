@@ -134,13 +134,14 @@ test('vUnitSteps: power-of-two V scales never rescale O; others rescale or rebas
 
 test('V descales folded into P and O units: exact arithmetic gives the reference', () => {
   // With P unrounded and float64 throughout, moving V's descales between P and O must not change
-  // the result, whatever the descales: powers of two, arbitrary mantissas, ranges past 2^8.
+  // the result, whatever the descales: powers of two, arbitrary mantissas, ranges past 2^8, signs.
   const rng = new Rng(7);
   for (const causal of [false, true]) {
     const p = problem(withNoOutliers, 96, 2, 16);
     const blockN = 16;
     const blocks = 96 / blockN;
-    const vBlock = Float64Array.from({ length: 2 * blocks }, (_, i) => (i % 3 === 0 ? 2 ** Math.round(rng.uniform() * 24 - 12) : Math.fround(rng.uniform() * 2 ** (rng.uniform() * 24 - 12))));
+    // Some negative, as nothing stops a caller from passing them: the sign must survive too.
+    const vBlock = Float64Array.from({ length: 2 * blocks }, (_, i) => (i % 5 === 4 ? -1 : 1) * (i % 3 === 0 ? 2 ** Math.round(rng.uniform() * 24 - 12) : Math.fround(rng.uniform() * 2 ** (rng.uniform() * 24 - 12))));
     const perKey = (h: number) => Float64Array.from({ length: 96 }, (_, s) => vBlock[h * blocks + Math.floor(s / blockN)]);
     const scaled = { ...p, v: Float64Array.from(p.v, (x, e) => x * vBlock[(Math.floor(e / 16) % 2) * blocks + Math.floor(Math.floor(e / 32) / blockN)]) };
     const windowed = causal ? { windowLeft: -1, windowRight: 0 } : {};

@@ -131,6 +131,24 @@ describe('CUDA FP8 forward', { skip }, () => {
     }
   });
 
+  it('gives the same output, bit for bit, with V and its descales negated', () => {
+    // The kernel moves V's descales between P and O by exponent and mantissa: a sign must travel too.
+    const [b, s, h, d] = [1, 700, 2, 128];
+    const x = (seed: number) => Tensor.randn([b, s, h, d], { dtype: 'bfloat16', seed }).cuda();
+    const [q, k, v] = [x(seed++), x(seed++), x(seed++)];
+    const [q8, k8] = [quantizeFp8(q), quantizeFp8(k)];
+    const v8 = quantizeFp8(v, { powerOfTwoScales: true });
+    const negated = (t: Tensor) => Tensor.fromArray(t.toFloat64Array().map((e) => -e), [...t.shape], t.dtype).cuda();
+    const vNeg = new QuantizedTensor(negated(v8.data), negated(v8.descale), v8.blockRows);
+    const a = attention(q8, k8, v8, { causal: true, backend: 'cuda' });
+    const n = attention(q8, k8, vNeg, { causal: true, backend: 'cuda' });
+    const [ao, no] = [a.out.cpu().toFloat64Array(), n.out.cpu().toFloat64Array()];
+    assert.ok(ao.every(Number.isFinite) && ao.some((e) => e !== 0), 'output is finite and not all zero');
+    const differ = ao.filter((e, i) => e !== no[i]).length;  // === : a 0 may come out as -0
+    assert.equal(differ, 0, `${differ} of ${ao.length} outputs differ`);
+    for (const t of [q, k, v, q8, k8, v8, vNeg, a.out, a.lse, n.out, n.lse]) t.dispose();
+  });
+
   it('refuses q descale blocks that split a 16-row group, naming q.blockRows', () => {
     const x = Tensor.randn([1, 64, 1, 64], { dtype: 'bfloat16', seed: seed++ }).cuda();
     const [q8, k8, v8] = [quantizeFp8(x, { blockRows: 24 }), quantizeFp8(x), quantizeFp8(x)];
