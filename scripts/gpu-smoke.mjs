@@ -19,6 +19,8 @@ const cases = [
   // More tiles than CTAs at head dim 256: O's staging buffer is reused from tile to tile.
   { b: 2, sq: 1500, sk: 300, hq: 8, hkv: 4, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 2050, sk: 200, hq: 1, hkv: 1, d: 256, causal: true, dtype: 'float16' },
+  // d=256's long tile stages O in the last V stage; more tiles than CTAs reuse the stages.
+  { b: 1, sq: 2100, sk: 300, hq: 9, hkv: 3, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 2050, sk: 600, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
 ];
 let failed = 0;

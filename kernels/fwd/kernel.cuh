@@ -91,6 +91,13 @@ struct FwdKernel {
   static constexpr int kOChunkPanels = kSeparateO ? kOPanelsFit : kOPanels;
   static constexpr int kOChunks = kOPanels / kOChunkPanels;
   static constexpr int kOStageBytesPerWG = kSeparateO ? kOChunkPanels * kOPanelBytes : kOBytesPerWG;
+  // Without a buffer of its own, O goes into the last key block's V stage where that holds a chunk
+  // for every warpgroup (d=256's long tile): Q is then still released after the last S, and the
+  // stage after the stores have read it. A tile with no key block (fully masked) has no V stage
+  // and stages O in Q's place.
+  static constexpr int kOVStagePanels = kKVBytes / (ConsumerWGs * kOPanelBytes);
+  static constexpr int kOVChunkPanels = kOVStagePanels >= kOPanels ? kOPanels : kOVStagePanels >= 2 ? 2 : 1;
+  static constexpr bool kOInLastV = !kSeparateO && kOVStagePanels >= 1 && kOPanels % kOVChunkPanels == 0;
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOStageBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
@@ -99,6 +106,7 @@ struct FwdKernel {
   // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong turns.
   static constexpr int kBarEpilogue = 1;
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
+  static constexpr int kBarTileEnd = kBarTurn + ConsumerWGs;  // every consumer is done with the last V stage
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
@@ -109,7 +117,6 @@ struct FwdKernel {
   struct Smem {
     uint32_t base;
     __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kQRowBytes; }
-    __device__ uint32_t o(int wg, int panel) const { return base + kOffO + wg * kOStageBytesPerWG + panel * kOPanelBytes; }
     __device__ uint32_t k(int stage, int panel) const {
       return base + kOffK + stage * kKVBytes + panel * BlockN * kRowBytes;
     }
@@ -329,7 +336,32 @@ struct FwdKernel {
   }
 
   __device__ static void release_q_early(const Smem& smem, int lane) {
-    if constexpr (kSeparateO) release(smem.q_empty(), lane);
+    if constexpr (kSeparateO || kOInLastV) release(smem.q_empty(), lane);
+  }
+
+  // Stages this warpgroup's O in `buf` ChunkPanels 64-column panels at a time and stores each chunk
+  // with TMA; before every chunk but the first (and before the first too when `first_waits`),
+  // thread 0 waits for the previous store to have read the buffer.
+  template <int ChunkPanels>
+  __device__ static void store_output(const FwdParams& p, const Tile& tile, const float (&o)[HeadDim / 2],
+                                      const float (&inv_sum)[2], uint8_t* buf, int wg, bool first_waits) {
+    const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+#pragma unroll
+    for (int c = 0; c < kOPanels / ChunkPanels; ++c) {
+      if (c > 0 || first_waits) {
+        if (tid == 0) ptx::tma_store_wait_read();
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      }
+      stage_output<Out, HeadDim, ChunkPanels>(o, inv_sum, buf, kOPanelBytes, warp, lane, c * ChunkPanels);
+      ptx::fence_async_shared();
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      if (tid == 0) {
+        for (int panel = 0; panel < ChunkPanels; ++panel)  // O is 16-bit: 64-column panels
+          ptx::tma_store_4d(&p.tm_o, ptx::smem_addr(buf) + panel * kOPanelBytes, (c * ChunkPanels + panel) * 64,
+                            tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
+        ptx::tma_store_commit();
+      }
+    }
   }
 
   __device__ static void consume(const FwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
@@ -364,7 +396,7 @@ struct FwdKernel {
       float o[HeadDim / 2];
 #pragma unroll
       for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
-      if (range.n_max <= range.n_min) release_q_early(smem, lane);
+      if (kSeparateO && range.n_max <= range.n_min) release(smem.q_empty(), lane);
       softmax.reset();
 
       float s[BlockN / 2];
@@ -386,9 +418,11 @@ struct FwdKernel {
         k_ring.advance();
         if (n == range.n_min) release_q_early(smem, lane);
       };
-      auto pv_done = [&]() {
+      int o_stage = 0;  // kOInLastV: the last block's V stage, kept for the epilogue
+      auto pv_done = [&](bool last = false) {
         ptx::fence_registers(o);
-        release(smem.v_empty(v_ring.index), lane);
+        if (kOInLastV && last) o_stage = v_ring.index;
+        else release(smem.v_empty(v_ring.index), lane);
         v_ring.advance();
       };
 
@@ -415,7 +449,7 @@ struct FwdKernel {
           }
           issue(false, true);
           ptx::wgmma_wait<0>();
-          pv_done();
+          pv_done(true);
         }
       } else {
         for (int n = range.n_max - 1; n >= range.n_min; --n) {
@@ -427,7 +461,7 @@ struct FwdKernel {
           pack_p<Inputs>(s, p_frag);
           issue(false, true);
           ptx::wgmma_wait<0>();
-          pv_done();
+          pv_done(n == range.n_min);
         }
       }
 
@@ -440,30 +474,24 @@ struct FwdKernel {
         if (row0 + 8 < p.seqlen_q) lse_row[row0 + 8] = lse[1];
       }
 
-      uint8_t* staging = smem_ptr + kOffO + wg * kOStageBytesPerWG;
-#pragma unroll
-      for (int c = 0; c < kOChunks; ++c) {
-        if constexpr (kOChunks > 1) {
-          // The buffer is free once the store of the chunk before (the last tile's last one, for
-          // the first) has read it.
-          if (tid == 0) ptx::tma_store_wait_read();
+      if (kOInLastV && range.n_max > range.n_min) {
+        // Every warpgroup's last P V must be done reading the stage before any O lands in it.
+        ptx::named_barrier_sync(kBarTileEnd, 128 * ConsumerWGs);
+        uint8_t* staging = smem_ptr + kOffV + o_stage * kKVBytes + wg * kOVChunkPanels * kOPanelBytes;
+        store_output<kOVChunkPanels>(p, tile, o, inv_sum, staging, wg, false);
+        if (tid == 0) ptx::tma_store_wait_read();
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        release(smem.v_empty(o_stage), lane);
+      } else {
+        uint8_t* staging = smem_ptr + kOffO + wg * kOStageBytesPerWG;
+        // A chunked buffer waits for the last tile's last store before its first chunk; a whole
+        // one (or the Q tile itself) is waited for right after its store.
+        store_output<kOChunkPanels>(p, tile, o, inv_sum, staging, wg, kOChunks > 1);
+        if (kOChunks == 1 && tid == 0) ptx::tma_store_wait_read();
+        if constexpr (!kSeparateO) {
           ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+          release(smem.q_empty(), lane);
         }
-        stage_output<Out, HeadDim, kOChunkPanels>(o, inv_sum, staging, kOPanelBytes, warp, lane, c * kOChunkPanels);
-        ptx::fence_async_shared();
-        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        if (tid == 0) {
-          for (int panel = 0; panel < kOChunkPanels; ++panel)  // O is 16-bit: 64-column panels
-            ptx::tma_store_4d(&p.tm_o, smem.o(wg, panel), (c * kOChunkPanels + panel) * 64,
-                              tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
-          ptx::tma_store_commit();
-          // A whole-O buffer (or the Q tile itself, when O has no buffer of its own) is reused next tile.
-          if constexpr (kOChunks == 1) ptx::tma_store_wait_read();
-        }
-      }
-      if constexpr (!kSeparateO) {
-        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        release(smem.q_empty(), lane);
       }
       q_phase ^= 1;
     }

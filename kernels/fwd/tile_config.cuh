@@ -82,7 +82,10 @@ struct TileConfig<256> {
 };
 
 // Head dim 256 from seqlen_q 2048: block N 80 (FA3's choice), Q 64 + 2 x (K 40 + V 40) = 224 KiB,
-// spill-free since session 3 (it spilled 72 B with overlap in session 1). H100, bf16, against block
+// spill-free since session 3 (it spilled 72 B with overlap in session 1). O has no room of its own:
+// it is staged in the last key block's V stage, two panels per warpgroup at a time (session 4,
+// H100, against O in Q's place: 669 vs 624 at 2k, 666 vs 643 at 4k, 710 vs 695 at 16k, 2k causal
+// 495 vs 490; fp16 639 vs 612 at 2k). H100, bf16, against block
 // N 64 in one run: 709-715 vs 628-642 at 8k, 695-724 vs 633-652 at 16k, 690-707 vs 638-646 at 16k
 // causal, 630-650 vs 595-626 at 2k. Without pingpong: 673-684 at 8k, 707-709 at 16k. Below 2k it
 // loses (bench, against block N 64 in another run): 225 vs 254 at 512 causal, 347 vs 373 at 1k.
