@@ -134,8 +134,10 @@ export const fp8ErrorCommand: Command = {
   details: [
     'Q, K, V ~ N(0,1) + N(0,100)·Bernoulli(0.001): mostly unit normals with rare outliers, as in',
     'the paper (section 4.3). FP8 is e4m3 with float32 softmax and accumulation; block scaling uses',
-    'one scale per 128 rows (128 queries or keys of one head); Hadamard rotates Q and K over the',
-    'head dim with random signs first, spreading outliers across the row. Non-causal attention.',
+    'one scale per 128 rows (128 queries or keys of one head; V\'s rounded up to powers of two, as',
+    'attention()\'s fp8 option makes them; per-tensor scaling keeps amax scales for all three);',
+    'Hadamard rotates Q and K over the head dim with random signs first, spreading outliers across',
+    'the row. Non-causal attention.',
     'The default table is a bit-faithful CPU emulation of the rounding; --backend cuda runs the FP8',
     'kernels (GPU quantization included) on bf16 copies of the inputs next to their emulation.',
   ].join('\n'),
