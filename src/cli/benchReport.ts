@@ -31,8 +31,11 @@ export interface BenchReport {
   device: string;
   dtype: string;
   timing: TimingOptions;
-  /** null when --peers was not asked for (or cannot apply, on the CPU). */
-  peers: { ok: true; torch: string; cudnn: number; device: string } | { ok: false; reason: string } | null;
+  /**
+   * null when --peers was not asked for (or cannot apply, on the CPU). `scaledMmTflops`: the FP8
+   * bench's ceiling, torch._scaled_mm e4m3 8192³ in the same run.
+   */
+  peers: { ok: true; torch: string; cudnn: number; device: string; scaledMmTflops?: number } | { ok: false; reason: string } | null;
   rows: BenchRow[];
   /** Why a peer has no number for some points: "cuDNN: <error>" -> points. */
   peerErrors: Record<string, string[]>;
@@ -41,7 +44,9 @@ export interface BenchReport {
 /** The report's view of a peers run: its versions, or why it did not run; null when not asked for. */
 export function peersInfoOf(peers: PeersResult | null): BenchReport['peers'] {
   if (peers === null) return null;
-  return peers.ok ? { ok: true, torch: peers.torch, cudnn: peers.cudnn, device: peers.device } : { ok: false, reason: peers.reason };
+  if (!peers.ok) return { ok: false, reason: peers.reason };
+  const info = { ok: true as const, torch: peers.torch, cudnn: peers.cudnn, device: peers.device };
+  return peers.scaledMmTflops ? { ...info, scaledMmTflops: peers.scaledMmTflops } : info;
 }
 
 /**
@@ -110,11 +115,14 @@ export function headerLine(r: BenchReport): string {
 
 export function reportTable(r: BenchReport): string {
   const withPeers = r.peers?.ok === true;
+  const ceiling = r.peers?.ok ? (r.peers.scaledMmTflops ?? null) : null;
   const headers = ['head dim', 'causal', 'seqlen', 'batch', 'heads', 'flash3 ms', 'flash3 TFLOPS'];
   if (withPeers) headers.push('cuDNN TFLOPS', 'FA2 TFLOPS', 'flash3/cuDNN', 'flash3/FA2');
+  if (ceiling !== null) headers.push('flash3/_scaled_mm');
   const rows = r.rows.map((x) => {
     const cells: (string | number)[] = [x.headDim, x.causal ? 'yes' : 'no', x.seqlen, x.batch, x.heads, ms(x.flash3Ms), tf(x.flash3Tflops)];
     if (withPeers) cells.push(tf(x.cudnnTflops), tf(x.flashTflops), ratio(x.flash3Tflops, x.cudnnTflops), ratio(x.flash3Tflops, x.flashTflops));
+    if (ceiling !== null) cells.push(ratio(x.flash3Tflops, ceiling));
     return cells;
   });
   // Explicit, because a column holding "n/a" would otherwise turn left-aligned.

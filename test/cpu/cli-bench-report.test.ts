@@ -56,6 +56,17 @@ test('the table shows peer columns, n/a for missing numbers, and the peer error 
   assert.match(headerLine(report()), /NVIDIA H100 80GB HBM3, bfloat16, warmup 3, 10 iterations x 5 repetitions \(median\), peers: torch 2\.5\.1, cuDNN 90100/);
 });
 
+test("the FP8 table shows each point's share of torch._scaled_mm measured in the same run", () => {
+  const r = report();
+  const fp8: BenchReport = { ...r, dtype: 'float8_e4m3', peers: { ok: true, torch: '2.5.1', cudnn: 90100, device: 'NVIDIA H100 80GB HBM3', scaledMmTflops: 1000 } };
+  const text = reportTable(fp8);
+  assert.match(text, /\| flash3\/cuDNN \| flash3\/FA2 \| flash3\/_scaled_mm \|/);
+  const first = (r.rows[0].flash3Tflops / 1000).toFixed(2);
+  assert.match(text, new RegExp(`\\n\\| +64 \\| no +\\| +512 \\| .*\\| +${first.replace('.', '\\.')}x \\|`));
+  assert.equal(JSON.parse(reportJson(fp8)).peers.scaledMmTflops, 1000);
+  assert.doesNotMatch(reportTable(r), /_scaled_mm/, 'no ceiling column without the ceiling');
+});
+
 test('JSON and SVG hold every point and series', () => {
   const json = JSON.parse(reportJson(report()));
   assert.equal(json.rows.length, points.length);
