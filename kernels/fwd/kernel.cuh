@@ -77,8 +77,8 @@ struct FwdKernel {
   // every tile 1 KiB aligned for the swizzle. With its own O buffer a warpgroup hands Q back right
   // after its last S = Q K^T, so the next tile's Q and K load under the last P V and the epilogue.
   // Where O does not fit whole, a buffer of a few 64-column panels per warpgroup stages it a chunk
-  // at a time, each chunk waiting for the store of the one before to be read; only where not even
-  // one panel fits is O staged in Q's place, and the next tile's Q loads after the epilogue.
+  // at a time, each chunk waiting for the store of the one before to be read; where not even one
+  // panel fits, see kOInLastV below.
   static constexpr int kOffQ = 0;
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
   static constexpr int kOffV = kOffK + Stages * kKVBytes;
@@ -94,7 +94,8 @@ struct FwdKernel {
   // Without a buffer of its own, O goes into the last key block's V stage where that holds a chunk
   // for every warpgroup (d=256's long tile): Q is then still released after the last S, and the
   // stage after the stores have read it. A tile with no key block (fully masked) has no V stage
-  // and stages O in Q's place.
+  // and stages O in Q's place, as does every tile where a V stage is too small: the next tile's
+  // Q then loads after the epilogue.
   static constexpr int kOVStagePanels = kKVBytes / (ConsumerWGs * kOPanelBytes);
   static constexpr int kOVChunkPanels = kOVStagePanels >= kOPanels ? kOPanels : kOVStagePanels >= 2 ? 2 : 1;
   static constexpr bool kOInLastV = !kSeparateO && kOVStagePanels >= 1 && kOPanels % kOVChunkPanels == 0;
