@@ -6,7 +6,7 @@
 import type { DType } from '../dtype.js';
 import { isDType } from '../dtype.js';
 import { OptionError } from '../errors.js';
-import { roundArrayTo, roundTo } from '../numerics/convert.js';
+import { float32Bits, fromFloat32Bits, roundArrayTo, roundTo } from '../numerics/convert.js';
 import { dot } from './reference.js';
 import {
   type CpuProblem,
@@ -109,16 +109,6 @@ interface VUnitStep {
   oRatio: number;
 }
 
-const F32 = new DataView(new ArrayBuffer(4));
-function f32Bits(x: number): number {
-  F32.setFloat32(0, x);
-  return F32.getUint32(0);
-}
-function fromF32Bits(b: number): number {
-  F32.setUint32(0, b >>> 0);
-  return F32.getFloat32(0);
-}
-
 /**
  * O is kept in a unit u = 2^E·mu. A block whose descale 2^e·m has 0 <= e - E <= 8 puts 2^(e-E)
  * into P and changes the unit's mantissa to m (O *= mu/m, 1 when the mantissas agree, as with
@@ -138,13 +128,13 @@ export function vUnitSteps(
   let unit = Math.fround(vBlockDescale(nbHi));
   for (let nb = nbHi; nb >= nbLo; nb--) {
     const v = Math.fround(vBlockDescale(nb));
-    const u = f32Bits(unit);
-    const vb = f32Bits(v);
+    const u = float32Bits(unit);
+    const vb = float32Bits(v);
     // Sign and exponent together: descales of opposite signs never share a unit.
     const shift = (vb >>> 23) - (u >>> 23);
     if ((u & EXP) !== 0 && shift >= 0 && shift <= 8) {
-      const ratio = (u & MANT) === (vb & MANT) ? 1 : r(fromF32Bits((u & MANT) | 0x3f800000) / fromF32Bits((vb & MANT) | 0x3f800000));
-      unit = fromF32Bits((u & ~MANT) | (vb & MANT));
+      const ratio = (u & MANT) === (vb & MANT) ? 1 : r(fromFloat32Bits((u & MANT) | 0x3f800000) / fromFloat32Bits((vb & MANT) | 0x3f800000));
+      unit = fromFloat32Bits((u & ~MANT) | (vb & MANT));
       steps[nb] = { pShift: shift, oRatio: ratio };
     } else {
       steps[nb] = { pShift: 0, oRatio: r(unit / v) };

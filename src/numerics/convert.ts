@@ -73,6 +73,17 @@ export function fromFloat16Bits(b: number): number {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/** The bits of x rounded to float32, as an unsigned 32-bit integer. */
+export function float32Bits(x: number): number {
+  f32[0] = x;
+  return u32[0];
+}
+
+export function fromFloat32Bits(b: number): number {
+  u32[0] = b >>> 0;
+  return f32[0];
+}
+
 /** Rounds through float32 first, as a float32 -> bfloat16 cast on the GPU sees the value. */
 export function bfloat16Bits(x: number): number {
   if (Number.isNaN(x)) return 0x7fc0;
