@@ -397,6 +397,8 @@ struct FwdKernel {
       float o[HeadDim / 2];
 #pragma unroll
       for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
+      // A tile with no key block hands Q back now only if O has a buffer of its own: without one
+      // (kOInLastV included: there is no last V stage) O is staged in Q's place.
       if (kSeparateO && range.n_max <= range.n_min) release(smem.q_empty(), lane);
       softmax.reset();
 
