@@ -1,6 +1,7 @@
 // One backward cubin per (element type, head dim), built like flash_fwd.cu with
 // -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256: the pre-pass, the main kernel and the
-// dQ conversion. The host reads the launch shape from the exported constants.
+// dQ conversion. The host reads the launch shape from the exported constants. FLASH3_BWD_SCHEDULE
+// and FLASH3_BWD_OVERLAP override the tile table's schedule and overlap for tuning builds.
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -16,7 +17,14 @@
 
 using Element = FLASH3_TYPE(FLASH3_ELEMENT);
 using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
-using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, Config::kStages>;
+#ifndef FLASH3_BWD_SCHEDULE
+#define FLASH3_BWD_SCHEDULE Config::kSchedule
+#endif
+#ifndef FLASH3_BWD_OVERLAP
+#define FLASH3_BWD_OVERLAP Config::kOverlapGrads
+#endif
+using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, Config::kStages,
+                                 FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads;

@@ -24,7 +24,7 @@
 
 namespace flash3 {
 
-template <typename T, int HeadDim, int ConsumerWGs, int Stages>
+template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kBlockN = 64 * ConsumerWGs;   // keys per CTA
@@ -49,10 +49,14 @@ struct BwdKernel {
   static constexpr int kDqTileBytes = 64 * 64 * 4;        // one float32 dQ tile, as the accumulator holds it
   // dQ tiles a warpgroup reduces per step: all panels of the pass with one warpgroup, else at most one.
   static constexpr int kPendingSlots = ConsumerWGs == 1 ? kChunkPanels : 1;
-  // Pingpong (pingpong_steps) where two warpgroups each own one dQ piece per step; it keeps a third
-  // dS^T buffer so that a warpgroup rarely waits for the other's dQ before writing its next dS^T.
-  static constexpr bool kPingpong = ConsumerWGs == 2 && kChunkPanels == ConsumerWGs;
-  static constexpr int kDsBuffers = kPingpong ? 3 : 2;
+  // Schedule (FLASH3_BWD_SCHEDULE for tuning builds): 0 steps in order with a barrier of both
+  // warpgroups each step; 1 handoff through mbarriers with dQ a step late, where each of two
+  // warpgroups owns one dQ piece a step; 2 that with turns for S^T and dP^T. The handoff keeps a
+  // third dS^T buffer, so that a warpgroup rarely waits for the other's dQ before writing its next.
+  static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && kChunkPanels == ConsumerWGs;
+  static constexpr bool kTurns = Schedule == 2;
+  // OverlapGrads: see key_gradients.
+  static constexpr int kDsBuffers = kHandoff ? 3 : 2;
 
   // Shared memory: [K][V][stages x (Q, dO)][dS^T x kDsBuffers][dQ tile per warpgroup][stages x (lse, D)]
   // [barriers]. dS^T has two or three buffers so a warpgroup can write the next step's while the
@@ -68,7 +72,7 @@ struct BwdKernel {
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
-  // opens its GEMM turn (pingpong).
+  // opens its GEMM turn (kTurns).
   static constexpr int kBarConsumers = 1;
   static constexpr int kBarEpilogue = 2;
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
@@ -252,19 +256,11 @@ struct BwdKernel {
     }
   }
 
-  // P^T = exp2(S^T scale_log2 - lse_log2[query]) and dS^T = P^T (dP^T - D[query]) of one step, packed
-  // as the A fragments of dV += P^T dO and dK += dS^T Q; this warpgroup's 64 rows of dS^T also go to
-  // `ds_tile` in the 128-byte-swizzled layout wgmma reads.
-  __device__ static void score_gradients(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
-                                         int stage, int m, float (&s)[kBlockM / 2], float (&dp)[kBlockM / 2],
-                                         uint32_t (&p_frag)[kBlockM / 4], uint32_t (&ds_frag)[kBlockM / 4],
-                                         uint8_t* ds_tile, int wg, int tid) {
+  // P^T = exp2(S^T scale_log2 - lse_log2[query]) in place of S^T, masked where the block needs it.
+  __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+                                       int stage, int m, float (&s)[kBlockM / 2], int wg, int tid) {
     const int warp = tid / 32, lane = tid % 32;
-    const int frag_row = warp * 16 + lane / 4;  // accumulator row within a 64-row tile
-    const int frag_col = 2 * (lane % 4);        // accumulator column of element 0
-    const int key0 = b.n_block * kBlockN + wg * 64 + frag_row;
     const float2* lse = reinterpret_cast<const float2*>(smem_ptr + (smem.lse(stage) - smem.base));
-    const float2* dpsum = reinterpret_cast<const float2*>(smem_ptr + (smem.dpsum(stage) - smem.base));
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 l = lse[4 * i + lane % 4];
@@ -274,8 +270,17 @@ struct BwdKernel {
         s[4 * i + 2 * r + 1] = ex2(fmaf(s[4 * i + 2 * r + 1], p.scale_log2, -l.y));
       }
     }
-    if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
-      mask_transposed(s, key0, m * kBlockM + frag_col, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+    if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right)) {
+      const int key0 = b.n_block * kBlockN + wg * 64 + warp * 16 + lane / 4;
+      mask_transposed(s, key0, m * kBlockM + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+    }
+  }
+
+  // dS^T = P^T (dP^T - D[query]) in place of dP^T.
+  __device__ static void score_gradients(const Smem& smem, uint8_t* smem_ptr, int stage, const float (&s)[kBlockM / 2],
+                                         float (&dp)[kBlockM / 2], int tid) {
+    const int lane = tid % 32;
+    const float2* dpsum = reinterpret_cast<const float2*>(smem_ptr + (smem.dpsum(stage) - smem.base));
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 d = dpsum[4 * i + lane % 4];
@@ -285,8 +290,12 @@ struct BwdKernel {
         dp[4 * i + 2 * r + 1] = s[4 * i + 2 * r + 1] * (dp[4 * i + 2 * r + 1] - d.y);
       }
     }
-    pack_fragments<T>(s, p_frag);
-    pack_fragments<T>(dp, ds_frag);
+  }
+
+  // This warpgroup's 64 rows of dS^T, in the 128-byte-swizzled layout dQ's wgmma reads.
+  __device__ static void store_ds(const uint32_t (&ds_frag)[kBlockM / 4], uint8_t* ds_tile, int tid) {
+    const int warp = tid / 32, lane = tid % 32;
+    const int frag_row = warp * 16 + lane / 4;  // accumulator row within a 64-row tile
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i)
 #pragma unroll
@@ -297,10 +306,56 @@ struct BwdKernel {
     ptx::fence_async_shared();
   }
 
+  // One step's S^T, dP^T, dV and dK; P^T and dS^T go to registers packed as the A fragments of
+  // dV += P^T dO and dK += dS^T Q, and dS^T to `ds_tile`. With OverlapGrads the arithmetic of each
+  // half runs under a GEMM still in flight: P under dP^T, dS^T under dV. dV and dK are left in
+  // flight; with `turns`, S^T and dP^T are issued in this warpgroup's GEMM turn.
+  __device__ static void key_gradients(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+                                       float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], int stage, int m, int pass,
+                                       uint8_t* ds_tile, int wg, int tid, bool turns) {
+    float s[kBlockM / 2], dp[kBlockM / 2];
+    uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
+    if (turns) turn_begin(wg);
+    ptx::wgmma_fence();
+    issue_transposed_scores(s, smem.k(0), smem.q(stage, 0), wg);
+    if constexpr (OverlapGrads) ptx::wgmma_commit();
+    issue_transposed_scores(dp, smem.v(0), smem.dout(stage, 0), wg);
+    ptx::wgmma_commit();
+    if (turns) turn_end(wg);
+    if constexpr (OverlapGrads) {
+      ptx::wgmma_wait<1>();
+      ptx::fence_registers(s);
+      probabilities(p, b, smem, smem_ptr, stage, m, s, wg, tid);
+      pack_fragments<T>(s, p_frag);
+      ptx::wgmma_fence();
+      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<1>();
+      ptx::fence_registers(dp);
+      score_gradients(smem, smem_ptr, stage, s, dp, tid);
+      pack_fragments<T>(dp, ds_frag);
+      store_ds(ds_frag, ds_tile, tid);
+      ptx::wgmma_fence();
+    } else {
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(s);
+      ptx::fence_registers(dp);
+      probabilities(p, b, smem, smem_ptr, stage, m, s, wg, tid);
+      score_gradients(smem, smem_ptr, stage, s, dp, tid);
+      pack_fragments<T>(s, p_frag);
+      pack_fragments<T>(dp, ds_frag);
+      store_ds(ds_frag, ds_tile, tid);
+      ptx::wgmma_fence();
+      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
+    }
+    issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
+    ptx::wgmma_commit();
+  }
+
   // The dQ tile `index` (of query block m, a 64-column piece) as the accumulator holds it: staged in
   // this warpgroup's buffer, which the caller has made free, and added to the float32 buffer by one
   // bulk reduction that thread 0 issues (in deterministic mode once the tile's semaphore reaches
-  // this key block's rank; `pending` then remembers the tile for its release).
+  // `rank`; `pending` then remembers the tile for its release).
   __device__ static void reduce_dq(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, const float (&dq)[32],
                                    int index, int rank, int& pending, int wg, int tid) {
     // The accumulator's own order (thread-major per group of 4), which keeps the shared stores
@@ -322,23 +377,10 @@ struct BwdKernel {
     }
   }
 
-  // Where step u of a pass (over the group's query heads, then their query blocks) reads.
-  struct Step {
-    int m;          // query block
-    int tile_base;  // dQ tile index of the query block's first 64 columns
-  };
-  __device__ static Step locate(const BwdParams& p, const Block& b, int u, int steps, int pass) {
-    const int g = u / steps;
-    const int m = visit(b, u - g * steps, p);
-    const int head = b.head_kv * p.group_size + g;
-    return {m, ((b.batch * p.heads_q + head) * p.num_m_blocks + m) * kPanels + pass * kChunkPanels};
-  }
-
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     const Block b = this_block(p);
     const int steps = b.range.m_max - b.range.m_min;
-    const int total = p.group_size * steps;
 
     ptx::mbarrier_wait(smem.kv_full(), 0);
     PipelineState<Stages> ring;
@@ -346,140 +388,111 @@ struct BwdKernel {
     int pending[kPendingSlots];  // deterministic: tiles whose reductions are not yet released
 #pragma unroll
     for (int i = 0; i < kPendingSlots; ++i) pending[i] = -1;
-    if (kPingpong && wg == 1) turn_end(wg);  // warpgroup 0 goes first
+    if (kHandoff && kTurns && wg == 1) turn_end(wg);  // warpgroup 0 goes first
     for (int pass = 0; pass < kPasses; ++pass) {
       float dk[kChunk / 2], dv[kChunk / 2];
 #pragma unroll
       for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
-      if constexpr (kPingpong)
-        pingpong_steps(p, b, smem, smem_ptr, dk, dv, ring, step, pending, total, steps, pass, wg, tid);
+      if constexpr (kHandoff)
+        handoff_steps(p, b, smem, smem_ptr, dk, dv, ring, step, pending, steps, pass, wg, tid);
       else
-        steps_in_order(p, b, smem, smem_ptr, dk, dv, ring, step, pending, total, steps, pass, wg, tid);
+        steps_in_order(p, b, smem, smem_ptr, dk, dv, ring, step, pending, steps, pass, wg, tid);
       if (tid == 0) release_dq(pending, p.dq_semaphore);
       epilogue(p, b, smem, smem_ptr, dk, dv, pass, wg, tid);
     }
   }
 
-  // Each step in turn: S^T and dP^T, then dV and dK, then (after both warpgroups' dS^T are in
-  // shared memory) the dQ pieces of this warpgroup, each waited for before it is reduced.
+  // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared
+  // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.
   __device__ static void steps_in_order(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
                                         float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                        int& step, int (&pending)[kPendingSlots], int total, int steps, int pass, int wg,
-                                        int tid) {
-    for (int u = 0; u < total; ++u, ++step) {
-      const Step at = locate(p, b, u, steps, pass);
-      const int stage = ring.index;
-      ptx::mbarrier_wait(smem.full(stage), ring.phase);
+                                        int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg, int tid) {
+    for (int g = 0; g < p.group_size; ++g) {
+      const int tile_row = (b.batch * p.heads_q + b.head_kv * p.group_size + g) * p.num_m_blocks;
+      for (int t = 0; t < steps; ++t, ++step) {
+        const int m = visit(b, t, p);
+        const int stage = ring.index;
+        ptx::mbarrier_wait(smem.full(stage), ring.phase);
+        key_gradients(p, b, smem, smem_ptr, dk, dv, stage, m, pass,
+                      smem_ptr + (smem.ds(step & 1) - smem.base) + wg * 64 * 128, wg, tid, false);
 
-      float s[kBlockM / 2], dp[kBlockM / 2];
-      ptx::wgmma_fence();
-      issue_transposed_scores(s, smem.k(0), smem.q(stage, 0), wg);
-      issue_transposed_scores(dp, smem.v(0), smem.dout(stage, 0), wg);
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(s);
-      ptx::fence_registers(dp);
-
-      uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
-      score_gradients(p, b, smem, smem_ptr, stage, at.m, s, dp, p_frag, ds_frag,
-                      smem_ptr + (smem.ds(step & 1) - smem.base) + wg * 64 * 128, wg, tid);
-
-      ptx::wgmma_fence();
-      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
-      issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
-      ptx::wgmma_commit();
-
-      // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must have
-      // been read before it is rewritten, and in deterministic mode the last step's reductions must
-      // be complete before their semaphores let the next key block in. Both are waited for only
-      // now, a step after the reductions were issued.
-      if (tid == 0) release_dq(pending, p.dq_semaphore);
-      // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free.
-      ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-      // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
-      // dQ's accumulators need them.
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(dv);
-      ptx::fence_registers(dk);
-      release(smem.empty(stage));
-      ring.advance();
-
-      // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating with
-      // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
-#pragma unroll
-      for (int slot = 0; slot < kPendingSlots; ++slot) {
-        const int piece = ConsumerWGs == 1 ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
-        if (piece >= kChunkPanels) continue;
-        if (slot > 0) {
-          if (tid == 0) ptx::tma_store_wait_read();
-          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        }
-        float dq[32];
-        ptx::wgmma_fence();
-        issue_dq(dq, smem.ds(step & 1), smem.k(pass * kChunkPanels + piece));
-        ptx::wgmma_commit();
+        // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must
+        // have been read before it is rewritten, and in deterministic mode the last step's
+        // reductions must be complete before their semaphores let the next key block in. Both are
+        // waited for only now, a step after the reductions were issued.
+        if (tid == 0) release_dq(pending, p.dq_semaphore);
+        // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free.
+        ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+        // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
+        // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
-        ptx::fence_registers(dq);
-        reduce_dq(p, smem, smem_ptr, dq, at.tile_base + piece, p.dq_semaphore ? dq_rank(b, at.m, p) : 0,
-                  pending[slot], wg, tid);
+        ptx::fence_registers(dv);
+        ptx::fence_registers(dk);
+        release(smem.empty(stage));
+        ring.advance();
+
+        // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating with
+        // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
+#pragma unroll
+        for (int slot = 0; slot < kPendingSlots; ++slot) {
+          const int piece = ConsumerWGs == 1 ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
+          if (piece >= kChunkPanels) continue;
+          if (slot > 0) {
+            if (tid == 0) ptx::tma_store_wait_read();
+            ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+          }
+          float dq[32];
+          ptx::wgmma_fence();
+          issue_dq(dq, smem.ds(step & 1), smem.k(pass * kChunkPanels + piece));
+          ptx::wgmma_commit();
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(dq);
+          reduce_dq(p, smem, smem_ptr, dq, (tile_row + m) * kPanels + pass * kChunkPanels + piece,
+                    p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
+        }
       }
     }
   }
 
-  // Pingpong: the two consumer warpgroups take turns issuing their GEMMs, two batches a step each
-  // (S^T and dP^T; then dV and dK), so that one's exponentials and dQ staging run while the other's
-  // GEMMs hold the tensor cores. dQ lags one step, after dV and dK are done (issued with them, its
-  // accumulators would spill): step u reduces dQ(u-1), whose other half of dS^T the other
-  // warpgroup wrote a turn or more before. dS^T buffers hand over through mbarriers (ds_full: both
-  // halves written; ds_empty: both dQ done reading).
-  __device__ static void pingpong_steps(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
-                                        float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                        int& step, int (&pending)[kPendingSlots], int total, int steps, int pass,
-                                        int wg, int tid) {
-    for (int u = 0; u < total; ++u, ++step) {
-      const Step at = locate(p, b, u, steps, pass);
-      const int stage = ring.index;
-      const int buf = step % kDsBuffers;
-      ptx::mbarrier_wait(smem.full(stage), ring.phase);
-
-      float s[kBlockM / 2], dp[kBlockM / 2];
-      turn_begin(wg);
-      ptx::wgmma_fence();
-      issue_transposed_scores(s, smem.k(0), smem.q(stage, 0), wg);
-      issue_transposed_scores(dp, smem.v(0), smem.dout(stage, 0), wg);
-      ptx::wgmma_commit();
-      turn_end(wg);
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(s);
-      ptx::fence_registers(dp);
-
-      ptx::mbarrier_wait(smem.ds_empty(buf), ((step / kDsBuffers) & 1) ^ 1);
-      uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
-      score_gradients(p, b, smem, smem_ptr, stage, at.m, s, dp, p_frag, ds_frag,
-                      smem_ptr + (smem.ds(buf) - smem.base) + wg * 64 * 128, wg, tid);
-      ptx::mbarrier_arrive(smem.ds_full(buf));
-
-      turn_begin(wg);
-      ptx::wgmma_fence();
-      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
-      issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
-      ptx::wgmma_commit();
-      turn_end(wg);
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(dv);
-      ptx::fence_registers(dk);
-      release(smem.empty(stage));
-      ring.advance();
-      if (u > 0) lagged_dq(p, b, smem, smem_ptr, pending, step - 1, u - 1, steps, pass, wg, tid);
+  // The warpgroups run free of each other (optionally taking turns for S^T and dP^T, kTurns): no
+  // barrier joins them each step. dQ lags one step, after dV and dK are done (issued with them,
+  // its accumulators would spill): step u reduces dQ(u-1), whose other half of dS^T the other
+  // warpgroup wrote a while before. dS^T buffers hand over through mbarriers (ds_full: both halves
+  // written; ds_empty: both dQ done reading).
+  __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+                                       float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
+                                       int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg,
+                                       int tid) {
+    int prev_tile = -1, prev_rank = 0;  // the dQ tile of the step before; -1 before the first step
+    for (int g = 0; g < p.group_size; ++g) {
+      const int tile_row = (b.batch * p.heads_q + b.head_kv * p.group_size + g) * p.num_m_blocks;
+      for (int t = 0; t < steps; ++t, ++step) {
+        const int m = visit(b, t, p);
+        const int stage = ring.index;
+        const int buf = step % kDsBuffers;
+        ptx::mbarrier_wait(smem.full(stage), ring.phase);
+        ptx::mbarrier_wait(smem.ds_empty(buf), ((step / kDsBuffers) & 1) ^ 1);
+        key_gradients(p, b, smem, smem_ptr, dk, dv, stage, m, pass,
+                      smem_ptr + (smem.ds(buf) - smem.base) + wg * 64 * 128, wg, tid, kTurns);
+        ptx::mbarrier_arrive(smem.ds_full(buf));
+        ptx::wgmma_wait<0>();
+        ptx::fence_registers(dv);
+        ptx::fence_registers(dk);
+        release(smem.empty(stage));
+        ring.advance();
+        if (prev_tile >= 0) lagged_dq(p, smem, smem_ptr, pending, step - 1, prev_tile, prev_rank, pass, wg);
+        prev_tile = (tile_row + m) * kPanels + pass * kChunkPanels + wg;
+        prev_rank = p.dq_semaphore ? dq_rank(b, m, p) : 0;
+      }
     }
-    if (total > 0) lagged_dq(p, b, smem, smem_ptr, pending, step - 1, total - 1, steps, pass, wg, tid);
+    if (prev_tile >= 0) lagged_dq(p, smem, smem_ptr, pending, step - 1, prev_tile, prev_rank, pass, wg);
   }
 
-  // dQ of step u (`step` over all passes): this warpgroup's piece, once the other warpgroup's half
-  // of dS^T is in, reduced into the float32 buffer.
-  __device__ static void lagged_dq(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
-                                   int (&pending)[kPendingSlots], int step, int u, int steps, int pass, int wg,
-                                   int tid) {
+  // This warpgroup's dQ piece of `step` (over all passes), once the other warpgroup's half of
+  // dS^T is in, reduced into the float32 buffer.
+  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr,
+                                   int (&pending)[kPendingSlots], int step, int tile, int rank, int pass, int wg) {
+    const int tid = threadIdx.x % 128;
     const int buf = step % kDsBuffers;
     ptx::mbarrier_wait(smem.ds_full(buf), (step / kDsBuffers) & 1);
     float dq[32];
@@ -491,8 +504,7 @@ struct BwdKernel {
     ptx::mbarrier_arrive(smem.ds_empty(buf));
     if (tid == 0) release_dq(pending, p.dq_semaphore);
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-    const Step at = locate(p, b, u, steps, pass);
-    reduce_dq(p, smem, smem_ptr, dq, at.tile_base + wg, p.dq_semaphore ? dq_rank(b, at.m, p) : 0, pending[0], wg, tid);
+    reduce_dq(p, smem, smem_ptr, dq, tile, rank, pending[0], wg, tid);
   }
 
   // Barrier kBarTurn + wg opens warpgroup wg's turn; the other warpgroup opens it after its batch.

@@ -8,26 +8,43 @@ namespace flash3 {
 template <int HeadDim>
 struct BwdTileConfig;
 
-// K 16 + V 16 + 2 x (Q 8 + dO 8) + dS 2 x 16 KiB.
+// Schedules (BwdKernel): 0 in order, a barrier of both warpgroups a step; 1 dS^T handed over
+// through mbarriers with dQ a step late; 2 that with GEMM turns. Session 5, H100, bf16, TFLOPS at
+// 2k / 16k full, 2k / 16k causal, two interleaved rounds against the session-4 build.
+
+// K 16 + V 16 + 2 x (Q 8 + dO 8) + dS 2 x 16 KiB. One dQ piece a step, so in order only (the
+// handoff needs one per warpgroup). Overlap: 327 / 381-386 / 268-270 / 380-382 vs 312 / 365-366 /
+// 258-260 / 363 (without it: 323-324 / 382 / 266-268 / 376-379).
 template <>
 struct BwdTileConfig<64> {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kStages = 2;
+  static constexpr int kSchedule = 0;
+  static constexpr bool kOverlapGrads = true;
 };
 
-// K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 2 x 16 KiB = 160 KiB.
+// K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 + dQ 2 x 16 KiB = 208 KiB. Handoff with turns and
+// overlap: 437-446 / 502-503 / 351-353 / 464-465 vs 429-438 / 490-496 / 348 / 445-451, but the
+// deterministic mode loses 5% (1.29-1.39x the default's time, was 1.17-1.31x). In order: 434-442 /
+// 501-502 / 353-356 / 457-458; in order with overlap: -5 to -7%; handoff without turns: equal or
+// lower with or without overlap; turns without overlap: -5%; two turns a step (dQ in the second
+// batch): 441-445 at 16k.
 template <>
 struct BwdTileConfig<128> {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kStages = 2;
+  static constexpr int kSchedule = 2;
+  static constexpr bool kOverlapGrads = true;
 };
 
 // Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups (block N
-// 128) would need 128 KiB for K and V alone.
+// 128) would need 128 KiB for K and V alone. Overlap spills 8 B here (one warpgroup, 248 registers).
 template <>
 struct BwdTileConfig<256> {
   static constexpr int kConsumerWarpgroups = 1;
   static constexpr int kStages = 2;
+  static constexpr int kSchedule = 0;
+  static constexpr bool kOverlapGrads = false;
 };
 
 }  // namespace flash3
