@@ -16,6 +16,8 @@
 #include "../fwd/softmax.cuh"
 #include "../ptx/bulk.cuh"
 #include "../ptx/mbarrier.cuh"
+#include "../ptx/shared.cuh"
+#include "../ptx/stmatrix.cuh"
 #include "../ptx/tma.cuh"
 #include "../ptx/warpgroup.cuh"
 #include "../ptx/wgmma.cuh"
@@ -257,13 +259,12 @@ struct BwdKernel {
   }
 
   // P^T = exp2(S^T scale_log2 - lse_log2[query]) in place of S^T, masked where the block needs it.
-  __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
-                                       int stage, int m, float (&s)[kBlockM / 2], int wg, int tid) {
+  __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, int stage, int m,
+                                       float (&s)[kBlockM / 2], int wg, int tid) {
     const int warp = tid / 32, lane = tid % 32;
-    const float2* lse = reinterpret_cast<const float2*>(smem_ptr + (smem.lse(stage) - smem.base));
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
-      const float2 l = lse[4 * i + lane % 4];
+      const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         s[4 * i + 2 * r] = ex2(fmaf(s[4 * i + 2 * r], p.scale_log2, -l.x));
@@ -277,13 +278,12 @@ struct BwdKernel {
   }
 
   // dS^T = P^T (dP^T - D[query]) in place of dP^T.
-  __device__ static void score_gradients(const Smem& smem, uint8_t* smem_ptr, int stage, const float (&s)[kBlockM / 2],
+  __device__ static void score_gradients(const Smem& smem, int stage, const float (&s)[kBlockM / 2],
                                          float (&dp)[kBlockM / 2], int tid) {
     const int lane = tid % 32;
-    const float2* dpsum = reinterpret_cast<const float2*>(smem_ptr + (smem.dpsum(stage) - smem.base));
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
-      const float2 d = dpsum[4 * i + lane % 4];
+      const float2 d = ptx::ld_shared_f32x2(smem.dpsum(stage) + 8 * (4 * i + lane % 4));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         dp[4 * i + 2 * r] = s[4 * i + 2 * r] * (dp[4 * i + 2 * r] - d.x);
@@ -292,17 +292,18 @@ struct BwdKernel {
     }
   }
 
-  // This warpgroup's 64 rows of dS^T, in the 128-byte-swizzled layout dQ's wgmma reads.
-  __device__ static void store_ds(const uint32_t (&ds_frag)[kBlockM / 4], uint8_t* ds_tile, int tid) {
+  // This warpgroup's 64 rows of dS^T (at shared address `ds_tile`), in the 128-byte-swizzled
+  // layout dQ's wgmma reads: each stmatrix stores two 8-column groups of the warp's 16 rows.
+  __device__ static void store_ds(const uint32_t (&ds_frag)[kBlockM / 4], uint32_t ds_tile, int tid) {
     const int warp = tid / 32, lane = tid % 32;
-    const int frag_row = warp * 16 + lane / 4;  // accumulator row within a 64-row tile
+    const int matrix = lane / 8;  // the matrix whose row this thread addresses
+    const int row = 16 * warp + 8 * (matrix % 2) + lane % 8;
 #pragma unroll
-    for (int i = 0; i < kBlockM / 8; ++i)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = frag_row + 8 * r;
-        *reinterpret_cast<uint32_t*>(ds_tile + row * 128 + ((i ^ (row & 7)) << 4) + (lane % 4) * 4) = ds_frag[2 * i + r];
-      }
+    for (int j = 0; j < kBlockM / 8; j += 2) {
+      const int group = j + matrix / 2;
+      ptx::stmatrix_x4(ds_tile + row * 128 + ((group ^ (row & 7)) << 4), ds_frag[2 * j], ds_frag[2 * j + 1],
+                       ds_frag[2 * j + 2], ds_frag[2 * j + 3]);
+    }
     ptx::fence_async_shared();
   }
 
@@ -310,9 +311,9 @@ struct BwdKernel {
   // dV += P^T dO and dK += dS^T Q, and dS^T to `ds_tile`. With OverlapGrads the arithmetic of each
   // half runs under a GEMM still in flight: P under dP^T, dS^T under dV. dV and dK are left in
   // flight; with `turns`, S^T and dP^T are issued in this warpgroup's GEMM turn.
-  __device__ static void key_gradients(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
-                                       float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], int stage, int m, int pass,
-                                       uint8_t* ds_tile, int wg, int tid, bool turns) {
+  __device__ static void key_gradients(const BwdParams& p, const Block& b, const Smem& smem, float (&dk)[kChunk / 2],
+                                       float (&dv)[kChunk / 2], int stage, int m, int pass, uint32_t ds_tile, int wg,
+                                       int tid, bool turns) {
     float s[kBlockM / 2], dp[kBlockM / 2];
     uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
     if (turns) turn_begin(wg);
@@ -325,14 +326,14 @@ struct BwdKernel {
     if constexpr (OverlapGrads) {
       ptx::wgmma_wait<1>();
       ptx::fence_registers(s);
-      probabilities(p, b, smem, smem_ptr, stage, m, s, wg, tid);
+      probabilities(p, b, smem, stage, m, s, wg, tid);
       pack_fragments<T>(s, p_frag);
       ptx::wgmma_fence();
       issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
       ptx::wgmma_commit();
       ptx::wgmma_wait<1>();
       ptx::fence_registers(dp);
-      score_gradients(smem, smem_ptr, stage, s, dp, tid);
+      score_gradients(smem, stage, s, dp, tid);
       pack_fragments<T>(dp, ds_frag);
       store_ds(ds_frag, ds_tile, tid);
       ptx::wgmma_fence();
@@ -340,8 +341,8 @@ struct BwdKernel {
       ptx::wgmma_wait<0>();
       ptx::fence_registers(s);
       ptx::fence_registers(dp);
-      probabilities(p, b, smem, smem_ptr, stage, m, s, wg, tid);
-      score_gradients(smem, smem_ptr, stage, s, dp, tid);
+      probabilities(p, b, smem, stage, m, s, wg, tid);
+      score_gradients(smem, stage, s, dp, tid);
       pack_fragments<T>(s, p_frag);
       pack_fragments<T>(dp, ds_frag);
       store_ds(ds_frag, ds_tile, tid);
@@ -356,13 +357,13 @@ struct BwdKernel {
   // this warpgroup's buffer, which the caller has made free, and added to the float32 buffer by one
   // bulk reduction that thread 0 issues (in deterministic mode once the tile's semaphore reaches
   // `rank`; `pending` then remembers the tile for its release).
-  __device__ static void reduce_dq(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, const float (&dq)[32],
+  __device__ static void reduce_dq(const BwdParams& p, const Smem& smem, const float (&dq)[32],
                                    int index, int rank, int& pending, int wg, int tid) {
     // The accumulator's own order (thread-major per group of 4), which keeps the shared stores
     // conflict-free; the conversion pass undoes it.
-    float4* tile = reinterpret_cast<float4*>(smem_ptr + (smem.dq(wg) - smem.base));
 #pragma unroll
-    for (int i = 0; i < 8; ++i) tile[i * 128 + tid] = make_float4(dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+    for (int i = 0; i < 8; ++i)
+      ptx::st_shared_f32x4(smem.dq(wg) + 16 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
     ptx::fence_async_shared();
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
     if (tid == 0) {
@@ -394,9 +395,9 @@ struct BwdKernel {
 #pragma unroll
       for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
       if constexpr (kHandoff)
-        handoff_steps(p, b, smem, smem_ptr, dk, dv, ring, step, pending, steps, pass, wg, tid);
+        handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, pass, wg, tid);
       else
-        steps_in_order(p, b, smem, smem_ptr, dk, dv, ring, step, pending, steps, pass, wg, tid);
+        steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, pass, wg, tid);
       if (tid == 0) release_dq(pending, p.dq_semaphore);
       epilogue(p, b, smem, smem_ptr, dk, dv, pass, wg, tid);
     }
@@ -404,7 +405,7 @@ struct BwdKernel {
 
   // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared
   // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.
-  __device__ static void steps_in_order(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+  __device__ static void steps_in_order(const BwdParams& p, const Block& b, const Smem& smem,
                                         float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
                                         int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg, int tid) {
     for (int g = 0; g < p.group_size; ++g) {
@@ -413,8 +414,7 @@ struct BwdKernel {
         const int m = visit(b, t, p);
         const int stage = ring.index;
         ptx::mbarrier_wait(smem.full(stage), ring.phase);
-        key_gradients(p, b, smem, smem_ptr, dk, dv, stage, m, pass,
-                      smem_ptr + (smem.ds(step & 1) - smem.base) + wg * 64 * 128, wg, tid, false);
+        key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(step & 1) + wg * 64 * 128, wg, tid, false);
 
         // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must
         // have been read before it is rewritten, and in deterministic mode the last step's
@@ -447,7 +447,7 @@ struct BwdKernel {
           ptx::wgmma_commit();
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          reduce_dq(p, smem, smem_ptr, dq, (tile_row + m) * kPanels + pass * kChunkPanels + piece,
+          reduce_dq(p, smem, dq, (tile_row + m) * kPanels + pass * kChunkPanels + piece,
                     p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
         }
       }
@@ -459,7 +459,7 @@ struct BwdKernel {
   // its accumulators would spill): step u reduces dQ(u-1), whose other half of dS^T the other
   // warpgroup wrote a while before. dS^T buffers hand over through mbarriers (ds_full: both halves
   // written; ds_empty: both dQ done reading).
-  __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
+  __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem,
                                        float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
                                        int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg,
                                        int tid) {
@@ -472,25 +472,24 @@ struct BwdKernel {
         const int buf = step % kDsBuffers;
         ptx::mbarrier_wait(smem.full(stage), ring.phase);
         ptx::mbarrier_wait(smem.ds_empty(buf), ((step / kDsBuffers) & 1) ^ 1);
-        key_gradients(p, b, smem, smem_ptr, dk, dv, stage, m, pass,
-                      smem_ptr + (smem.ds(buf) - smem.base) + wg * 64 * 128, wg, tid, kTurns);
+        key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(buf) + wg * 64 * 128, wg, tid, kTurns);
         ptx::mbarrier_arrive(smem.ds_full(buf));
         ptx::wgmma_wait<0>();
         ptx::fence_registers(dv);
         ptx::fence_registers(dk);
         release(smem.empty(stage));
         ring.advance();
-        if (prev_tile >= 0) lagged_dq(p, smem, smem_ptr, pending, step - 1, prev_tile, prev_rank, pass, wg);
+        if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
         prev_tile = (tile_row + m) * kPanels + pass * kChunkPanels + wg;
         prev_rank = p.dq_semaphore ? dq_rank(b, m, p) : 0;
       }
     }
-    if (prev_tile >= 0) lagged_dq(p, smem, smem_ptr, pending, step - 1, prev_tile, prev_rank, pass, wg);
+    if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
   }
 
   // This warpgroup's dQ piece of `step` (over all passes), once the other warpgroup's half of
   // dS^T is in, reduced into the float32 buffer.
-  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr,
+  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem,
                                    int (&pending)[kPendingSlots], int step, int tile, int rank, int pass, int wg) {
     const int tid = threadIdx.x % 128;
     const int buf = step % kDsBuffers;
@@ -504,7 +503,7 @@ struct BwdKernel {
     ptx::mbarrier_arrive(smem.ds_empty(buf));
     if (tid == 0) release_dq(pending, p.dq_semaphore);
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-    reduce_dq(p, smem, smem_ptr, dq, tile, rank, pending[0], wg, tid);
+    reduce_dq(p, smem, dq, tile, rank, pending[0], wg, tid);
   }
 
   // Barrier kBarTurn + wg opens warpgroup wg's turn; the other warpgroup opens it after its batch.

@@ -10,7 +10,8 @@ struct BwdTileConfig;
 
 // Schedules (BwdKernel): 0 in order, a barrier of both warpgroups a step; 1 dS^T handed over
 // through mbarriers with dQ a step late; 2 that with GEMM turns. Session 5, H100, bf16, TFLOPS at
-// 2k / 16k full, 2k / 16k causal, two interleaved rounds against the session-4 build.
+// 2k / 16k full, 2k / 16k causal, two interleaved rounds against the session-4 build (before the
+// shared-memory accesses became LDS/STS/STSM, which then added 2-8% at every head dim).
 
 // K 16 + V 16 + 2 x (Q 8 + dO 8) + dS 2 x 16 KiB. One dQ piece a step, so in order only (the
 // handoff needs one per warpgroup). Overlap: 327 / 381-386 / 268-270 / 380-382 vs 312 / 365-366 /
