@@ -444,11 +444,6 @@ struct FwdKernel {
             ptx::wgmma_wait<1>();
             qk_done(n);
             softmax_block(s, n, rescale);
-            // The softmax is plain arithmetic, which the compiler would otherwise sink past the
-            // wait below to where P and the rescale are used, so that it ran with the tensor cores
-            // idle; pinning its results here keeps it under P V.
-            ptx::fence_registers(s);
-            ptx::fence_registers(rescale);
             ptx::wgmma_wait<0>();
             pv_done();
             // O holds P_prev V at the old row max; bring it to the new one before adding more.
