@@ -26,6 +26,7 @@
 
 namespace flash3 {
 
+// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients.
 template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
@@ -57,7 +58,6 @@ struct BwdKernel {
   // third dS^T buffer, so that a warpgroup rarely waits for the other's dQ before writing its next.
   static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && kChunkPanels == ConsumerWGs;
   static constexpr bool kTurns = Schedule == 2;
-  // OverlapGrads: see key_gradients.
   static constexpr int kDsBuffers = kHandoff ? 3 : 2;
 
   // Shared memory: [K][V][stages x (Q, dO)][dS^T x kDsBuffers][dQ tile per warpgroup][stages x (lse, D)]
