@@ -299,11 +299,9 @@ struct BwdKernel {
     const int matrix = lane / 8;  // the matrix whose row this thread addresses
     const int row = 16 * warp + 8 * (matrix % 2) + lane % 8;
 #pragma unroll
-    for (int j = 0; j < kBlockM / 8; j += 2) {
-      const int group = j + matrix / 2;
-      ptx::stmatrix_x4(ds_tile + row * 128 + ((group ^ (row & 7)) << 4), ds_frag[2 * j], ds_frag[2 * j + 1],
+    for (int j = 0; j < kBlockM / 8; j += 2)
+      ptx::stmatrix_x4(swizzled_chunk(ds_tile, row, j + matrix / 2, 0), ds_frag[2 * j], ds_frag[2 * j + 1],
                        ds_frag[2 * j + 2], ds_frag[2 * j + 3]);
-    }
     ptx::fence_async_shared();
   }
 
@@ -351,6 +349,16 @@ struct BwdKernel {
     }
     issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
     ptx::wgmma_commit();
+  }
+
+  // The float32 dQ buffer holds 64 x 64 tiles in row-block order, as the conversion pass reads them:
+  // the tiles of query head g of the GQA group start at dq_head_tiles, and query block m's
+  // 64-column piece `piece` of this pass is dq_tile of that.
+  __device__ static int dq_head_tiles(const BwdParams& p, const Block& b, int g) {
+    return (b.batch * p.heads_q + b.head_kv * p.group_size + g) * p.num_m_blocks;
+  }
+  __device__ static int dq_tile(int head_tiles, int m, int pass, int piece) {
+    return (head_tiles + m) * kPanels + pass * kChunkPanels + piece;
   }
 
   // The dQ tile `index` (of query block m, a 64-column piece) as the accumulator holds it: staged in
@@ -409,7 +417,7 @@ struct BwdKernel {
                                         float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
                                         int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg, int tid) {
     for (int g = 0; g < p.group_size; ++g) {
-      const int tile_row = (b.batch * p.heads_q + b.head_kv * p.group_size + g) * p.num_m_blocks;
+      const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
         const int m = visit(b, t, p);
         const int stage = ring.index;
@@ -447,7 +455,7 @@ struct BwdKernel {
           ptx::wgmma_commit();
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          reduce_dq(p, smem, dq, (tile_row + m) * kPanels + pass * kChunkPanels + piece,
+          reduce_dq(p, smem, dq, dq_tile(head_tiles, m, pass, piece),
                     p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
         }
       }
@@ -465,7 +473,7 @@ struct BwdKernel {
                                        int tid) {
     int prev_tile = -1, prev_rank = 0;  // the dQ tile of the step before; -1 before the first step
     for (int g = 0; g < p.group_size; ++g) {
-      const int tile_row = (b.batch * p.heads_q + b.head_kv * p.group_size + g) * p.num_m_blocks;
+      const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
         const int m = visit(b, t, p);
         const int stage = ring.index;
@@ -480,7 +488,7 @@ struct BwdKernel {
         release(smem.empty(stage));
         ring.advance();
         if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
-        prev_tile = (tile_row + m) * kPanels + pass * kChunkPanels + wg;
+        prev_tile = dq_tile(head_tiles, m, pass, wg);
         prev_rank = p.dq_semaphore ? dq_rank(b, m, p) : 0;
       }
     }

@@ -11,6 +11,12 @@
 
 namespace flash3 {
 
+// Shared address of row `row`'s 16-byte chunk of 8-column group `group` in a 128-byte-swizzled
+// tile at `base` whose 64-column panels are `panel_bytes` apart: the layout TMA and wgmma use.
+__device__ __forceinline__ uint32_t swizzled_chunk(uint32_t base, int row, int group, int panel_bytes) {
+  return base + (group / 8) * panel_bytes + row * 128 + (((group % 8) ^ (row & 7)) << 4);
+}
+
 // `panel_bytes`: bytes between 64-column panels of the staging tile (rows * 128). Each stmatrix
 // stores two 8-column groups of the warp's 16 rows: matrices (group i, rows 0-7), (i, rows 8-15),
 // (i + 1, rows 0-7), (i + 1, rows 8-15), each row a 16-byte chunk at its swizzled place.
@@ -28,8 +34,8 @@ __device__ __forceinline__ void stage_output(const float (&o)[HeadDim / 2], cons
   for (int j = 0; j < kGroups; j += 2) {
     const int i = first_panel * 8 + j;  // this pair's first 8-column group within O
     const int group = j + matrix / 2;
-    const uint32_t addr = base + (group / 8) * panel_bytes + row * 128 + (((group % 8) ^ (row & 7)) << 4);
-    ptx::stmatrix_x4(addr, pack2<T>(o[4 * i] * inv_sum[0], o[4 * i + 1] * inv_sum[0]),
+    ptx::stmatrix_x4(swizzled_chunk(base, row, group, panel_bytes),
+                     pack2<T>(o[4 * i] * inv_sum[0], o[4 * i + 1] * inv_sum[0]),
                      pack2<T>(o[4 * i + 2] * inv_sum[1], o[4 * i + 3] * inv_sum[1]),
                      pack2<T>(o[4 * i + 4] * inv_sum[0], o[4 * i + 5] * inv_sum[0]),
                      pack2<T>(o[4 * i + 6] * inv_sum[1], o[4 * i + 7] * inv_sum[1]));
