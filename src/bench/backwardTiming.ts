@@ -1,6 +1,6 @@
 /**
- * Times the CUDA backward (pre-pass, main kernel, dQ conversion) with CUDA events, as
- * timeCudaForward does the forward: out and lse come from one forward launch on the same inputs.
+ * The CUDA backward (pre-pass, main kernel, dQ conversion) planned at one bench point for timing,
+ * as prepareCudaForward plans the forward: out and lse come from one forward launch on the same inputs.
  */
 import { CudaContext } from '../cuda/context.js';
 import { planBackward } from '../cuda/backward.js';
@@ -8,7 +8,7 @@ import { planForward } from '../cuda/forward.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
 import { Tensor } from '../tensor.js';
-import { medianLaunchMs, type BenchBuffers, type TimingOptions } from './cudaTiming.js';
+import type { BenchBuffers } from './cudaTiming.js';
 import { forwardFlops, type BenchPoint } from './grid.js';
 
 /** FlashAttention's convention: the backward's five GEMMs count as 2.5 forwards. */
@@ -20,8 +20,14 @@ export function backwardTflops(p: BenchPoint, ms: number | null): number | null 
   return ms === null || !(ms > 0) ? null : backwardFlops(p) / (ms * 1e-3) / 1e12;
 }
 
-/** Milliseconds per backward in the default and in the deterministic mode. */
-export function timeCudaBackward(buffers: BenchBuffers, p: BenchPoint, timing: TimingOptions): { ms: number; deterministicMs: number } {
+/** The backward at one point, planned in the default and in the deterministic mode. */
+export interface PreparedBackward {
+  launchDefault(): void;
+  launchDeterministic(): void;
+  dispose(): void;
+}
+
+export function prepareCudaBackward(buffers: BenchBuffers, p: BenchPoint): PreparedBackward {
   const shape = [p.batch, p.seqlen, p.heads, p.headDim];
   const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
   // dO shares q's random buffer: its values only need to be random, not independent.
@@ -31,6 +37,11 @@ export function timeCudaBackward(buffers: BenchBuffers, p: BenchPoint, timing: T
   const [out, dq, dk, dv] = made;
   const lse = Tensor.empty([p.batch, p.heads, p.seqlen], 'float32', 'cuda');
   const ctx = CudaContext.get(q.device);
+  const plans: { launch(): void; dispose(): void }[] = [];
+  const release = () => {
+    for (const plan of plans) plan.dispose();
+    for (const t of [q, k, v, dout, lse, ...made]) t.dispose();
+  };
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const problem = validateAttentionInputs(q, k, v);
@@ -38,16 +49,10 @@ export function timeCudaBackward(buffers: BenchBuffers, p: BenchPoint, timing: T
     forward.launch();
     ctx.synchronize();
     forward.dispose();
-    const time = (deterministic: boolean) => {
-      const plan = planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, problem, opts, deterministic);
-      try {
-        return medianLaunchMs(ctx, () => plan.launch(), timing);
-      } finally {
-        plan.dispose();
-      }
-    };
-    return { ms: time(false), deterministicMs: time(true) };
-  } finally {
-    for (const t of [q, k, v, dout, lse, ...made]) t.dispose();
+    for (const deterministic of [false, true]) plans.push(planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, problem, opts, deterministic));
+    return { launchDefault: () => plans[0].launch(), launchDeterministic: () => plans[1].launch(), dispose: release };
+  } catch (e) {
+    release();
+    throw e;
   }
 }

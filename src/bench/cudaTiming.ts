@@ -77,18 +77,19 @@ export function medianLaunchMs(ctx: CudaContext, launch: () => void, timing: Tim
   }
 }
 
+/** One point's planned launch, ready to be timed as often as wanted; dispose() frees its tensors. */
+export interface PreparedLaunch {
+  launch(): void;
+  dispose(): void;
+}
+
 /**
- * FP8 buffers (float8_e4m3) time the FP8 kernel alone, as FA3's FP8 numbers are: the third buffer
- * is read as V^T already in the kernel's layout, and the output is bf16. The V^T
- * re-layout (one pass over V, src/cuda/quantize.ts) is not part of the time.
+ * The forward at one point of the grid, on views of `buffers`. FP8 buffers (float8_e4m3) time the
+ * FP8 kernel alone, as FA3's FP8 numbers are: the third buffer is read as V^T already in the
+ * kernel's layout, and the output is bf16. The V^T re-layout (one pass over V,
+ * src/cuda/quantize.ts) is not part of the time.
  */
-export function timeCudaForward(
-  buffers: BenchBuffers,
-  p: BenchPoint,
-  timing: TimingOptions = DEFAULT_TIMING,
-  variant: Variant = 'default',
-  qTerms: 1 | 2 = 1,
-): number {
+export function prepareCudaForward(buffers: BenchBuffers, p: BenchPoint, variant: Variant = 'default', qTerms: 1 | 2 = 1): PreparedLaunch {
   const shape = [p.batch, p.seqlen, p.heads, p.headDim];
   const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
   const [q1, k, v] = buffers.tensors.map((t) => t.view(shape, strides, 0));
@@ -104,6 +105,11 @@ export function timeCudaForward(
   const blocks = p.batch * p.heads * Math.ceil(p.seqlen / DEFAULT_BLOCK_ROWS);
   const descaleTensor = (f: (i: number) => number) => Tensor.fromArray(Float64Array.from({ length: blocks }, (_, i) => f(i)), [blocks], 'float32').cuda();
   const descales = fp8 ? { qk: descaleTensor((i) => 1 + (i % 7) / 64), v: descaleTensor((i) => 2 ** ((i % 5) - 2)) } : null;
+  const release = () => {
+    for (const t of new Set([q, q1, k, v, out, lse])) t.dispose();
+    descales?.qk.dispose();
+    descales?.v.dispose();
+  };
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
     const vInput = descales
@@ -113,14 +119,31 @@ export function timeCudaForward(
         }
       : v;
     const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);
-    try {
-      return medianLaunchMs(ctx, () => plan.launch(), timing);
-    } finally {
-      plan.dispose();
-    }
+    return {
+      launch: () => plan.launch(),
+      dispose: () => {
+        plan.dispose();
+        release();
+      },
+    };
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
+
+/** Median milliseconds per forward at `p` (scripts/tune.mjs compares kernel builds with it). */
+export function timeCudaForward(
+  buffers: BenchBuffers,
+  p: BenchPoint,
+  timing: TimingOptions = DEFAULT_TIMING,
+  variant: Variant = 'default',
+  qTerms: 1 | 2 = 1,
+): number {
+  const prepared = prepareCudaForward(buffers, p, variant, qTerms);
+  try {
+    return medianLaunchMs(CudaContext.get(buffers.tensors[0].device), prepared.launch, timing);
   } finally {
-    for (const t of new Set([q, q1, k, v, out, lse])) t.dispose();
-    descales?.qk.dispose();
-    descales?.v.dispose();
+    prepared.dispose();
   }
 }

@@ -3,15 +3,14 @@
  * deterministic mode, next to PyTorch SDPA's cuDNN and FA2 backwards timed in the same run
  * (--peers). TFLOPS count the backward as 2.5 forwards, as FlashAttention's papers do.
  */
-import { BenchBuffers, type TimingOptions } from '../bench/cudaTiming.js';
-import { backwardTflops, timeCudaBackward } from '../bench/backwardTiming.js';
+import { BenchBuffers, medianLaunchMs, type TimingOptions } from '../bench/cudaTiming.js';
+import { backwardTflops, prepareCudaBackward } from '../bench/backwardTiming.js';
 import type { BenchPoint } from '../bench/grid.js';
-import { timePeers, type PeersResult } from '../bench/peers.js';
 import { CudaContext } from '../cuda/context.js';
 import { boolFlag, type FlagValues } from './args.js';
 import { fixed, ms } from './format.js';
-import { timeEachPoint } from './benchGrid.js';
-import { buildPointRows, peersInfoOf, type PointTimes } from './benchReport.js';
+import { timeGridWithPeers } from './benchGrid.js';
+import { buildPointRows, interleavedTiming, peersInfoOf, type PointTimes } from './benchReport.js';
 import { formatTable } from './table.js';
 
 export interface BackwardRow extends PointTimes<number | null> {
@@ -29,32 +28,42 @@ export interface BackwardReport {
 
 const BUFFER_SEED = 4321;
 
-export function benchBackward(values: FlagValues, dtype: 'bfloat16' | 'float16', points: BenchPoint[], timing: TimingOptions): BackwardReport {
+export async function benchBackward(values: FlagValues, dtype: 'bfloat16' | 'float16', points: BenchPoint[], timing: TimingOptions): Promise<BackwardReport> {
   const ctx = CudaContext.get(0);
   const elements = Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
-  process.stderr.write(`flash3 bench --backward: ${points.length} points on ${ctx.name}\n`);
+  const withPeers = boolFlag(values, 'peers');
+  process.stderr.write(`flash3 bench --backward: ${points.length} points on ${ctx.name}${withPeers ? ', interleaved with PyTorch SDPA cuDNN and FA2 backwards (bench/peers.py)' : ''}\n`);
 
   const buffers = new BenchBuffers(dtype, elements, BUFFER_SEED);
-  let times: { ms: number; deterministicMs: number }[];
+  let timed: Awaited<ReturnType<typeof timeGridWithPeers>>;
   try {
-    times = timeEachPoint(points, 'flash3 backward', (p) => timeCudaBackward(buffers, p, timing));
+    timed = await timeGridWithPeers(
+      points,
+      'flash3 backward',
+      timing,
+      (p) => {
+        const prepared = prepareCudaBackward(buffers, p);
+        return {
+          contenders: [
+            { name: 'flash3', time: (t) => medianLaunchMs(ctx, prepared.launchDefault, t) },
+            { name: 'deterministic', time: (t) => medianLaunchMs(ctx, prepared.launchDeterministic, t) },
+          ],
+          dispose: prepared.dispose,
+        };
+      },
+      withPeers ? { dtype, backward: true } : null,
+    );
   } finally {
     buffers.dispose();
   }
-
-  let peers: PeersResult | null = null;
-  if (boolFlag(values, 'peers')) {
-    process.stderr.write('flash3 bench --backward: timing PyTorch SDPA cuDNN and FA2 backwards on the same points (bench/peers.py)...\n');
-    peers = timePeers(points, dtype, timing, { backward: true });
-  }
   const built = buildPointRows(
     points,
-    times.map((t) => t.ms),
-    peers,
+    timed.flash3.map((m) => m.get('flash3')!),
+    timed.peers,
     (p, ms) => backwardTflops(p, ms),
   );
-  const rows = built.rows.map((r, i): BackwardRow => ({ ...r, deterministicMs: times[i].deterministicMs }));
-  return { device: ctx.name, dtype, timing, peers: peersInfoOf(peers), rows, peerErrors: Object.keys(built.peerErrors) };
+  const rows = built.rows.map((r, i): BackwardRow => ({ ...r, deterministicMs: timed.flash3[i].get('deterministic')! }));
+  return { device: ctx.name, dtype, timing, peers: peersInfoOf(timed.peers), rows, peerErrors: Object.keys(built.peerErrors) };
 }
 
 function tf(x: number | null): string {
@@ -67,7 +76,7 @@ function ratio(a: number | null, b: number | null): string {
 
 export function backwardHeader(r: BackwardReport): string {
   const t = r.timing;
-  const parts = [`flash3 bench --backward: ${r.device}`, r.dtype, `warmup ${t.warmup}, ${t.iterations} iterations x ${t.repetitions} repetitions (median)`, 'backward FLOPs = 2.5 x forward'];
+  const parts = [`flash3 bench --backward: ${r.device}`, r.dtype, interleavedTiming(t), 'backward FLOPs = 2.5 x forward'];
   if (r.peers?.ok) parts.push(`peers: torch ${r.peers.torch}, cuDNN ${r.peers.cudnn}`);
   else if (r.peers) parts.push(`peers unavailable: ${r.peers.reason}`);
   return parts.join(', ');

@@ -105,10 +105,15 @@ function ratio(a: number, b: number | null): string {
   return b === null || !(b > 0) ? 'n/a' : `${fixed(a / b, 2)}x`;
 }
 
+/** How the CUDA benches time (src/bench/interleave.ts), for their header lines. */
+export function interleavedTiming(t: TimingOptions): string {
+  return `${t.repetitions} interleaved rounds of ${t.warmup} warm-up + ${t.iterations} timed calls per contender (median round)`;
+}
+
 export function headerLine(r: BenchReport): string {
   const t = r.timing;
   const what = r.backend === 'cpu' ? 'CPU reference backend (float64 on the host; not the GPU kernels)' : r.device;
-  const parts = [`flash3 bench: ${what}`, r.dtype, `warmup ${t.warmup}, ${t.iterations} iterations x ${t.repetitions} repetitions (median)`];
+  const parts = [`flash3 bench: ${what}`, r.dtype, r.backend === 'cpu' ? `warmup ${t.warmup}, ${t.iterations} iterations x ${t.repetitions} repetitions (median)` : interleavedTiming(t)];
   if (r.peers?.ok) parts.push(`peers: torch ${r.peers.torch}, cuDNN ${r.peers.cudnn}`);
   return parts.join(', ');
 }

@@ -53,7 +53,7 @@ test('the table shows peer columns, n/a for missing numbers, and the peer error 
   assert.match(text, /\| +n\/a \| +4\.29 \| +n\/a \| +1\.14x \|/);
   assert.match(text, /\n\| +64 \| no +\| +512 \| +32 \| +32 \| .*\| +2\.00x \| +4\.00x \|/);
   assert.match(text.split('\n').at(-1)!, /^n\/a cuDNN: No available kernel \(hd256 causal s=512, hd256 causal s=1k\)$/);
-  assert.match(headerLine(report()), /NVIDIA H100 80GB HBM3, bfloat16, warmup 3, 10 iterations x 5 repetitions \(median\), peers: torch 2\.5\.1, cuDNN 90100/);
+  assert.match(headerLine(report()), /NVIDIA H100 80GB HBM3, bfloat16, 5 interleaved rounds of 3 warm-up \+ 10 timed calls per contender \(median round\), peers: torch 2\.5\.1, cuDNN 90100/);
 });
 
 test("the FP8 table shows each point's share of torch._scaled_mm measured in the same run", () => {

@@ -6,9 +6,8 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { attention } from '../../attention.js';
-import { BenchBuffers, DEFAULT_TIMING, timeCudaForward, type TimingOptions } from '../../bench/cudaTiming.js';
+import { BenchBuffers, DEFAULT_TIMING, medianLaunchMs, prepareCudaForward, type TimingOptions } from '../../bench/cudaTiming.js';
 import { median, type BenchPoint } from '../../bench/grid.js';
-import { timePeers, type PeersResult } from '../../bench/peers.js';
 import { CudaContext } from '../../cuda/context.js';
 import type { DType } from '../../dtype.js';
 import { Flash3Error } from '../../errors.js';
@@ -17,7 +16,7 @@ import { UsageError, boolFlag, choiceFlag, dtypeFlag, intFlag, intListFlag, stri
 import { pickBackend } from '../backends.js';
 import { buildRows, peersInfoOf, headerLine, reportJson, reportSvg, reportTable, type BenchReport } from '../benchReport.js';
 import { backwardHeader, backwardTable, benchBackward } from '../backwardBench.js';
-import { cudaGridPoints, timeEachPoint } from '../benchGrid.js';
+import { cudaGridPoints, timeEachPoint, timeGridWithPeers } from '../benchGrid.js';
 
 /** The CPU reference is ~1000x slower than the GPU: a few timed calls are plenty. */
 const CPU_TIMING: TimingOptions = { warmup: 2, iterations: 2, repetitions: 3 };
@@ -42,37 +41,44 @@ function causalsOf(values: FlagValues): boolean[] {
 
 type BenchDType = 'bfloat16' | 'float16' | 'float8_e4m3';
 
-function benchCuda(values: FlagValues, dtype: BenchDType): { report: BenchReport; notes: string[] } {
+async function benchCuda(values: FlagValues, dtype: BenchDType): Promise<{ report: BenchReport; notes: string[] }> {
   const points = cudaGridPoints(values, causalsOf(values));
   const timing = timingOf(values, DEFAULT_TIMING);
   const ctx = CudaContext.get(0);
   const accuracy = boolFlag(values, 'accuracy');
   if (accuracy && dtype !== 'float8_e4m3') throw new UsageError('--accuracy is the FP8 accuracy mode: pass it with --dtype fp8');
+  const fp8 = dtype === 'float8_e4m3';
   const elements = (accuracy ? 2 : 1) * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim));
+  const withPeers = boolFlag(values, 'peers');
+  process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}${withPeers ? ', interleaved with PyTorch SDPA cuDNN and FA2 (bench/peers.py)' : ''}\n`);
 
-  process.stderr.write(`flash3 bench: ${points.length} points on ${ctx.name}\n`);
   const buffers = new BenchBuffers(dtype, elements, BUFFER_SEED);
-  let times: number[];
+  let timed: Awaited<ReturnType<typeof timeGridWithPeers>>;
   try {
-    times = timeEachPoint(points, 'flash3', (p) => timeCudaForward(buffers, p, timing, 'default', accuracy ? 2 : 1));
+    // torch's SDPA has no FP8 path: FP8 is compared with the 16-bit peers, and with torch's FP8 GEMM as the ceiling.
+    const peerRequest = withPeers ? { dtype: fp8 ? ('bfloat16' as const) : dtype, backward: false, scaledMm: fp8 } : null;
+    timed = await timeGridWithPeers(
+      points,
+      'flash3',
+      timing,
+      (p) => {
+        const prepared = prepareCudaForward(buffers, p, 'default', accuracy ? 2 : 1);
+        return { contenders: [{ name: 'flash3', time: (t) => medianLaunchMs(ctx, prepared.launch, t) }], dispose: prepared.dispose };
+      },
+      peerRequest,
+    );
   } finally {
-    // Before the peers run: PyTorch needs the memory.
     buffers.dispose();
   }
 
   const notes: string[] = [];
-  let peers: PeersResult | null = null;
-  if (boolFlag(values, 'peers')) {
-    process.stderr.write('flash3 bench: timing PyTorch SDPA cuDNN and FA2 on the same points (bench/peers.py)...\n');
-    // torch's SDPA has no FP8 path: FP8 is compared with the 16-bit peers, and with torch's FP8 GEMM as the ceiling.
-    peers = timePeers(points, dtype === 'float8_e4m3' ? 'bfloat16' : dtype, timing, { scaledMm: dtype === 'float8_e4m3' });
-    if (!peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
-    else if (dtype === 'float8_e4m3') {
-      notes.push('peers ran in bf16 (torch SDPA has no FP8 attention)');
-      if (peers.scaledMmTflops) notes.push(`torch._scaled_mm e4m3 8192³: ${peers.scaledMmTflops.toFixed(0)} TFLOPS (the FP8 ceiling)`);
-    }
+  const peers = timed.peers;
+  if (peers && !peers.ok) notes.push(`peers unavailable: ${peers.reason}`);
+  else if (peers?.ok && fp8) {
+    notes.push('peers ran in bf16 (torch SDPA has no FP8 attention)');
+    if (peers.scaledMmTflops) notes.push(`torch._scaled_mm e4m3 8192³: ${peers.scaledMmTflops.toFixed(0)} TFLOPS (the FP8 ceiling)`);
   }
-  const { rows, peerErrors } = buildRows(points, times, peers);
+  const { rows, peerErrors } = buildRows(points, timed.flash3.map((m) => m.get('flash3')!), peers);
   return { report: { backend: 'cuda', device: ctx.name, dtype, timing, peers: peersInfoOf(peers), rows, peerErrors }, notes };
 }
 
@@ -99,7 +105,7 @@ function timeCpu(p: BenchPoint, dtype: DType, timing: TimingOptions, seed: numbe
   }
 }
 
-function benchCpu(values: FlagValues, dtype: DType): { report: BenchReport; notes: string[] } {
+async function benchCpu(values: FlagValues, dtype: DType): Promise<{ report: BenchReport; notes: string[] }> {
   const headDims = intListFlag(values, 'headdim', CPU_HEAD_DIMS);
   const seqlens = intListFlag(values, 'seqlen', CPU_SEQLENS);
   const causals = causalsOf(values);
@@ -111,7 +117,7 @@ function benchCpu(values: FlagValues, dtype: DType): { report: BenchReport; note
   const notes: string[] = [];
   if (boolFlag(values, 'peers')) notes.push('--peers ignored: PyTorch peers are timed only against the CUDA backend');
 
-  const times = timeEachPoint(points, 'flash3 (CPU)', (p, i) => timeCpu(p, dtype, timing, BUFFER_SEED + 3 * i));
+  const times = await timeEachPoint(points, 'flash3 (CPU)', (p, i) => timeCpu(p, dtype, timing, BUFFER_SEED + 3 * i));
   const { rows, peerErrors } = buildRows(points, times, null);
   const device = `CPU reference (${cpus()[0]?.model?.trim() || process.arch})`;
   return { report: { backend: 'cpu', device, dtype, timing, peers: null, rows, peerErrors }, notes };
@@ -131,10 +137,12 @@ export const benchCommand: Command = {
   usage: 'flash3 bench [--backend auto|cuda|cpu] [--dtype bf16|fp16|fp8 [--accuracy]] [--headdim 64,128,256] [--seqlen 512,...] [--causal both|yes|no] [--backward] [--peers] [--json FILE] [--svg FILE]',
   details: [
     'On CUDA: batch = 16384 / seqlen and heads = 2048 / headdim at each point, forward FLOPs',
-    '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events: warmup launches,',
-    'then `reps` repetitions of `iters` back-to-back launches, median repetition reported.',
-    '--peers also times PyTorch SDPA cuDNN and FlashAttention-2 on the same points (needs',
-    'python3 with torch on this machine; without it the reason is printed and flash3 alone shown).',
+    '4·batch·heads·seqlen²·headdim (halved when causal), timed with CUDA events in `reps`',
+    'rounds: each round runs every contender once (`warmup` launches, then `iters` timed',
+    'back-to-back ones), in an order that rotates, and each contender\'s median round is reported.',
+    '--peers adds PyTorch SDPA cuDNN and FlashAttention-2 to the rounds (needs python3 with torch',
+    'on this machine; without it the reason is printed and flash3 alone shown). Interleaving keeps',
+    'every contender in the same clock and power state: a GPU under load throttles within seconds.',
     '',
     '--backward times dQ, dK, dV (pre-pass, main kernel and dQ conversion) in the default and the',
     'deterministic mode, FLOPs 2.5 x forward; with --peers next to PyTorch\'s cuDNN and FA2 backwards.',
@@ -154,11 +162,11 @@ export const benchCommand: Command = {
     accuracy: { type: 'boolean', description: 'with --dtype fp8: the accuracy mode (two-term Q; TFLOPS count the plain attention FLOPs)' },
     json: { type: 'string', value: 'FILE', description: 'write the results as JSON' },
     svg: { type: 'string', value: 'FILE', description: 'write bar charts (one panel per head dim and mask) as SVG' },
-    warmup: { type: 'string', value: 'N', description: 'warm-up calls per point', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },
+    warmup: { type: 'string', value: 'N', description: 'warm-up calls per round and contender (cpu: per point)', default: `${DEFAULT_TIMING.warmup} (cpu: ${CPU_TIMING.warmup})` },
     iters: { type: 'string', value: 'N', description: 'calls per timed repetition', default: `${DEFAULT_TIMING.iterations} (cpu: ${CPU_TIMING.iterations})` },
-    reps: { type: 'string', value: 'N', description: 'timed repetitions (median reported)', default: `${DEFAULT_TIMING.repetitions} (cpu: ${CPU_TIMING.repetitions})` },
+    reps: { type: 'string', value: 'N', description: 'interleaved rounds (cpu: repetitions); median reported', default: `${DEFAULT_TIMING.repetitions} (cpu: ${CPU_TIMING.repetitions})` },
   },
-  run(values) {
+  async run(values) {
     const pick = pickBackend(choiceFlag(values, 'backend', ['auto', 'cuda', 'cpu'] as const, 'auto'));
     const dtype = dtypeFlag(values, 'dtype', ['bfloat16', 'float16', 'float8_e4m3'] as const, 'bfloat16');
     if (dtype === 'float8_e4m3' && pick.name !== 'cuda') throw new UsageError('--dtype fp8 benchmarks the CUDA FP8 kernel; no usable GPU here');
@@ -167,14 +175,14 @@ export const benchCommand: Command = {
     if (boolFlag(values, 'backward')) {
       if (pick.name !== 'cuda') throw new UsageError(`--backward times the CUDA kernels, and the CUDA backend is not usable here (${pick.why})`);
       if (dtype === 'float8_e4m3') throw new UsageError('--backward runs in bf16 or fp16 (there is no FP8 backward)');
-      const report = benchBackward(values, dtype, cudaGridPoints(values, causalsOf(values)), timingOf(values, DEFAULT_TIMING));
+      const report = await benchBackward(values, dtype, cudaGridPoints(values, causalsOf(values)), timingOf(values, DEFAULT_TIMING));
       if (jsonPath) write('--json', jsonPath, JSON.stringify(report, null, 2) + '\n');
       console.log(backwardHeader(report));
       console.log(backwardTable(report));
       return 0;
     }
     if (pick.name === 'cpu') process.stderr.write(`flash3 bench: CPU reference backend (${pick.why})\n`);
-    const { report, notes } = pick.name === 'cuda' ? benchCuda(values, dtype) : benchCpu(values, dtype as 'bfloat16' | 'float16');
+    const { report, notes } = pick.name === 'cuda' ? await benchCuda(values, dtype) : await benchCpu(values, dtype as 'bfloat16' | 'float16');
 
     if (jsonPath) write('--json', jsonPath, reportJson(report));
     if (svgPath) write('--svg', svgPath, reportSvg(report));
