@@ -84,13 +84,25 @@ struct BwdKernel {
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
+  // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
+  // descriptors; every offset is a multiple of 16 bytes, so both are a base plus constants.
   struct Smem {
     uint32_t base;
-    __device__ uint32_t k(int panel) const { return base + kOffK + panel * kBlockN * 128; }
-    __device__ uint32_t v(int panel) const { return base + kOffV + panel * kBlockN * 128; }
-    __device__ uint32_t q(int stage, int panel) const { return base + kOffStages + stage * 2 * kQBytes + panel * 64 * 128; }
-    __device__ uint32_t dout(int stage, int panel) const { return q(stage, panel) + kQBytes; }
-    __device__ uint32_t ds(int buffer) const { return base + kOffDs + buffer * kDsBytes; }
+    __device__ uint32_t k(int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffK + panel * kBlockN * 128) / unit;
+    }
+    __device__ uint32_t v(int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffV + panel * kBlockN * 128) / unit;
+    }
+    __device__ uint32_t q(int stage, int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffStages + panel * 64 * 128) / unit + stage * (2 * kQBytes / unit);
+    }
+    __device__ uint32_t dout(int stage, int panel, uint32_t unit = 1) const {
+      return q(stage, panel, unit) + kQBytes / unit;
+    }
+    __device__ uint32_t ds(int buffer, uint32_t unit = 1) const {
+      return base / unit + kOffDs / unit + buffer * (kDsBytes / unit);
+    }
     __device__ uint32_t dq(int wg) const { return base + kOffDq + wg * kDqTileBytes; }
     __device__ uint32_t lse(int stage) const { return base + kOffRows + stage * 2 * kRowBytes; }
     __device__ uint32_t dpsum(int stage) const { return lse(stage) + kRowBytes; }
@@ -196,26 +208,28 @@ struct BwdKernel {
 
   // X^T = A B^T for A = this warpgroup's 64 rows of K (or V) and B = the stage's Q (or dO): both
   // K-major, contracted over the whole head dim.
+  // Tiles in descriptor units (ptx::kDescUnits).
   __device__ static void issue_transposed_scores(float (&acc)[kBlockM / 2], uint32_t a_tile, uint32_t b_tile, int wg) {
     // K and V never move, so the compiler would hoist all their descriptors out of the query loop
-    // into registers that dK and dV need; rebuilding them per step costs a few integer ops.
+    // into registers that dK and dV need; rebuilding them per step costs an add each.
     ptx::opaque(a_tile);
 #pragma unroll
     for (int kk = 0; kk < HeadDim / 16; ++kk) {
-      const uint32_t a = a_tile + (kk / 4) * kBlockN * 128 + wg * 64 * 128 + (kk % 4) * 32;
-      const uint32_t bb = b_tile + (kk / 4) * 64 * 128 + (kk % 4) * 32;
+      constexpr uint32_t u = ptx::kDescUnits;
+      const uint32_t a = a_tile + ((kk / 4) * kBlockN * 128 + (kk % 4) * 32) / u + wg * (64 * 128 / u);
+      const uint32_t bb = b_tile + ((kk / 4) * 64 * 128 + (kk % 4) * 32) / u;
       Wgmma<T, kBlockM>::ss(acc, ptx::smem_desc_kmajor<128>(a), ptx::smem_desc_kmajor<128>(bb), kk > 0);
     }
   }
 
   // acc (64 keys x this pass's columns) += frag (keys x 64 queries) * tile (queries x columns),
-  // the tile read MN-major from the stage (Q or dO).
+  // the tile read MN-major from the stage (Q or dO); tiles in descriptor units here and below.
   __device__ static void issue_key_gradient(float (&acc)[kChunk / 2], const uint32_t (&frag)[kBlockM / 4],
                                             uint32_t tile_chunk) {
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk)
-      Wgmma<T, kChunk>::rs_bt(acc, a_slice(frag, kk), ptx::smem_desc_mnmajor_sw128(tile_chunk + kk * 16 * 128, 64 * 128),
-                              1);
+      Wgmma<T, kChunk>::rs_bt(acc, a_slice(frag, kk),
+                              ptx::smem_desc_mnmajor_sw128<64 * 128>(tile_chunk + kk * 16 * 128 / ptx::kDescUnits), 1);
   }
 
   // dQ (64 queries x 64 columns) = dS (queries x keys) K (keys x columns): dS^T read transposed
@@ -224,8 +238,9 @@ struct BwdKernel {
     ptx::opaque(k_panel);
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Wgmma<T, 64>::ss_tt(acc, ptx::smem_desc_mnmajor_sw128(ds_tile + kk * 16 * 128, kDsBytes),
-                          ptx::smem_desc_mnmajor_sw128(k_panel + kk * 16 * 128, kBlockN * 128), kk > 0);
+      Wgmma<T, 64>::ss_tt(acc, ptx::smem_desc_mnmajor_sw128<kDsBytes>(ds_tile + kk * 16 * 128 / ptx::kDescUnits),
+                          ptx::smem_desc_mnmajor_sw128<kBlockN * 128>(k_panel + kk * 16 * 128 / ptx::kDescUnits),
+                          kk > 0);
   }
 
   // The stage's lse and D rows were read with generic loads by every thread, and the next bulk
@@ -316,9 +331,9 @@ struct BwdKernel {
     uint32_t p_frag[kBlockM / 4], ds_frag[kBlockM / 4];
     if (turns) turn_begin(wg);
     ptx::wgmma_fence();
-    issue_transposed_scores(s, smem.k(0), smem.q(stage, 0), wg);
+    issue_transposed_scores(s, smem.k(0, ptx::kDescUnits), smem.q(stage, 0, ptx::kDescUnits), wg);
     if constexpr (OverlapGrads) ptx::wgmma_commit();
-    issue_transposed_scores(dp, smem.v(0), smem.dout(stage, 0), wg);
+    issue_transposed_scores(dp, smem.v(0, ptx::kDescUnits), smem.dout(stage, 0, ptx::kDescUnits), wg);
     ptx::wgmma_commit();
     if (turns) turn_end(wg);
     if constexpr (OverlapGrads) {
@@ -327,7 +342,7 @@ struct BwdKernel {
       probabilities(p, b, smem, stage, m, s, wg, tid);
       pack_fragments<T>(s, p_frag);
       ptx::wgmma_fence();
-      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
+      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels, ptx::kDescUnits));
       ptx::wgmma_commit();
       ptx::wgmma_wait<1>();
       ptx::fence_registers(dp);
@@ -345,9 +360,9 @@ struct BwdKernel {
       pack_fragments<T>(dp, ds_frag);
       store_ds(ds_frag, ds_tile, tid);
       ptx::wgmma_fence();
-      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels));
+      issue_key_gradient(dv, p_frag, smem.dout(stage, pass * kChunkPanels, ptx::kDescUnits));
     }
-    issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels));
+    issue_key_gradient(dk, ds_frag, smem.q(stage, pass * kChunkPanels, ptx::kDescUnits));
     ptx::wgmma_commit();
   }
 
@@ -451,7 +466,7 @@ struct BwdKernel {
           }
           float dq[32];
           ptx::wgmma_fence();
-          issue_dq(dq, smem.ds(step & 1), smem.k(pass * kChunkPanels + piece));
+          issue_dq(dq, smem.ds(step & 1, ptx::kDescUnits), smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
@@ -504,7 +519,7 @@ struct BwdKernel {
     ptx::mbarrier_wait(smem.ds_full(buf), (step / kDsBuffers) & 1);
     float dq[32];
     ptx::wgmma_fence();
-    issue_dq(dq, smem.ds(buf), smem.k(pass * kChunkPanels + wg));
+    issue_dq(dq, smem.ds(buf, ptx::kDescUnits), smem.k(pass * kChunkPanels + wg, ptx::kDescUnits));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(dq);

@@ -115,14 +115,20 @@ struct FwdKernel {
   static_assert(!kFp8 || BlockN == 64 || BlockN == 128, "a V^T row of BlockN keys is one swizzle row");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
+  // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
+  // descriptors; every offset is a multiple of 16 bytes, so both are a base plus constants.
   struct Smem {
     uint32_t base;
-    __device__ uint32_t q(int wg, int panel) const { return base + kOffQ + wg * kQBytesPerWG + panel * 64 * kQRowBytes; }
-    __device__ uint32_t k(int stage, int panel) const {
-      return base + kOffK + stage * kKVBytes + panel * BlockN * kRowBytes;
+    __device__ uint32_t q(int wg, int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffQ + panel * 64 * kQRowBytes) / unit + wg * (kQBytesPerWG / unit);
+    }
+    __device__ uint32_t k(int stage, int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffK + panel * BlockN * kRowBytes) / unit + stage * (kKVBytes / unit);
     }
     // 16-bit: 64-column panels of key-major V; e4m3: V^T, HeadDim rows of BlockN keys.
-    __device__ uint32_t v(int stage, int panel) const { return base + kOffV + stage * kKVBytes + panel * BlockN * 128; }
+    __device__ uint32_t v(int stage, int panel, uint32_t unit = 1) const {
+      return base / unit + (kOffV + panel * BlockN * 128) / unit + stage * (kKVBytes / unit);
+    }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
     __device__ uint32_t q_empty() const { return barrier(1); }
@@ -292,14 +298,15 @@ struct FwdKernel {
   __device__ static void issue_qk(float (&s)[BlockN / 2], const Smem& smem, int wg, int stage) {
     constexpr int kStepsPerRow = kRowBytes / 32;
     constexpr int kQStepsPerRow = kQRowBytes / 32;
-    uint32_t q_base = smem.q(wg, 0);
+    uint32_t q_base = smem.q(wg, 0, ptx::kDescUnits);
     if constexpr (!kHoistQDescriptors) ptx::opaque(q_base);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kKSteps * Inputs::kQTerms; ++kk) {
       const int kk_k = kk % kKSteps;
-      const uint32_t q_addr = q_base + (kk / kQStepsPerRow) * 64 * kQRowBytes + (kk % kQStepsPerRow) * 32;
-      const uint32_t k_addr = smem.k(stage, kk_k / kStepsPerRow) + (kk_k % kStepsPerRow) * 32;
+      constexpr uint32_t u = ptx::kDescUnits;
+      const uint32_t q_addr = q_base + ((kk / kQStepsPerRow) * 64 * kQRowBytes + (kk % kQStepsPerRow) * 32) / u;
+      const uint32_t k_addr = smem.k(stage, kk_k / kStepsPerRow, u) + (kk_k % kStepsPerRow) * 32 / u;
       Wgmma<In, BlockN>::ss(s, ptx::smem_desc_kmajor<kQRowBytes>(q_addr), ptx::smem_desc_kmajor<kRowBytes>(k_addr),
                             kk > 0);
     }
@@ -312,13 +319,15 @@ struct FwdKernel {
     if constexpr (kFp8) {
       // A V^T row is BlockN keys, one swizzle row, stepped through 32 keys per k-slice.
 #pragma unroll
-      for (int kk = 0; kk < BlockN / 32; ++kk)
-        Wgmma<In, HeadDim>::rs(o, a_slice(p_frag, kk), ptx::smem_desc_kmajor<BlockN>(smem.v(stage, 0) + kk * 32), 1);
+      for (int kk = 0; kk < BlockN / 32; ++kk) {
+        const uint32_t v_addr = smem.v(stage, 0, ptx::kDescUnits) + kk * 32 / ptx::kDescUnits;
+        Wgmma<In, HeadDim>::rs(o, a_slice(p_frag, kk), ptx::smem_desc_kmajor<BlockN>(v_addr), 1);
+      }
     } else {
 #pragma unroll
       for (int kk = 0; kk < BlockN / 16; ++kk) {
-        const uint32_t v_addr = smem.v(stage, 0) + kk * 16 * 128;
-        Wgmma<In, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128(v_addr, BlockN * 128), 1);
+        const uint32_t v_addr = smem.v(stage, 0, ptx::kDescUnits) + kk * 16 * 128 / ptx::kDescUnits;
+        Wgmma<In, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128<BlockN * 128>(v_addr), 1);
       }
     }
     ptx::wgmma_commit();

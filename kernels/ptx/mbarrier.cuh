@@ -23,7 +23,9 @@ __device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
 
-// Spins until the phase with the given parity has completed.
+// Spins until the phase with the given parity has completed. (A suspend-time hint on the
+// producers' waits, which otherwise re-issue try_wait ~180 times per key block, measured -2% to +1%
+// on an H100: the issue slots it frees were not what the consumers lacked.)
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n"
