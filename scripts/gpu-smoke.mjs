@@ -22,6 +22,12 @@ const cases = [
   // d=256's long tile stages O in the last V stage; more tiles than CTAs reuse the stages.
   { b: 1, sq: 2100, sk: 300, hq: 9, hkv: 3, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 2050, sk: 600, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
+  // More tiles than CTAs at d=64 and d=128 (short and long tiles, FP8): each CTA reuses its Q, O
+  // and K/V buffers from tile to tile.
+  { b: 2, sq: 1100, sk: 300, hq: 9, hkv: 3, d: 128, causal: true, dtype: 'bfloat16' },
+  { b: 2, sq: 1100, sk: 300, hq: 9, hkv: 3, d: 64, causal: false, dtype: 'float16' },
+  { b: 1, sq: 4100, sk: 300, hq: 8, hkv: 2, d: 64, causal: true, dtype: 'bfloat16' },
+  { b: 2, sq: 1100, sk: 300, hq: 9, hkv: 3, d: 128, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {
