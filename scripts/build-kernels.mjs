@@ -20,7 +20,7 @@ for (const out of ['bf16', 'fp16']) {
 }
 // Long-sequence tiles (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh; the host
 // picks them by seqlen_q: LONG_TILES in src/cuda/kernels.ts).
-const LONG = { bf16: [64, 128, 256], fp16: [64, 128, 256], e4m3_bf16: [64], e4m3_fp16: [64], e4m3x2_bf16: [64], e4m3x2_fp16: [64] };
+const LONG = { bf16: [64, 128, 256], fp16: [64, 128, 256], e4m3_bf16: [64, 128], e4m3_fp16: [64, 128], e4m3x2_bf16: [64, 128], e4m3x2_fp16: [64, 128] };
 for (const [element, headDims] of Object.entries(LONG)) {
   for (const headDim of headDims) VARIANTS.push({ element, headDim, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
 }

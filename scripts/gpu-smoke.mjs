@@ -28,6 +28,9 @@ const cases = [
   { b: 2, sq: 1100, sk: 300, hq: 9, hkv: 3, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 4100, sk: 300, hq: 8, hkv: 2, d: 64, causal: true, dtype: 'bfloat16' },
   { b: 2, sq: 1100, sk: 300, hq: 9, hkv: 3, d: 128, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
+  // FP8 d=128's long tile (three warpgroups), more tiles than CTAs, and its accuracy mode.
+  { b: 1, sq: 2100, sk: 300, hq: 15, hkv: 3, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
+  { b: 1, sq: 2100, sk: 300, hq: 3, hkv: 1, d: 128, causal: false, dtype: 'float16', fp8: { hadamard: true, terms: 2 } },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {

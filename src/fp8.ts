@@ -195,8 +195,8 @@ function quantizeOnHost(x: Tensor, q: ResolvedQuantize): QuantizedTensor {
         const row = (bi * s + si) * h + hi;
         data.set(r.values.subarray(at(si), at(si) + d), row * d * q.terms);
         if (!rotated) continue;
-        // The second term quantizes the first's residual at the first's scale.
-        for (let c = 0; c < d; c++) data[row * 2 * d + d + c] = roundTo(rotated[row * d + c] / scaleOf(si) - r.values[at(si) + c], 'float8_e4m3');
+        // The second term quantizes the first's residual at the first's scale (float32 quotient, as the device).
+        for (let c = 0; c < d; c++) data[row * 2 * d + d + c] = roundTo(Math.fround(rotated[row * d + c] / scaleOf(si)) - r.values[at(si) + c], 'float8_e4m3');
       }
       for (let blk = 0; blk < blocks; blk++) descale[(bi * h + hi) * blocks + blk] = scaleOf(blk * q.blockRows);
     }

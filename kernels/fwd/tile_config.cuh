@@ -106,7 +106,7 @@ struct TileConfigLong<256> : TileConfig<256> {
 // - head dim 64: 445-459 at 16k; pingpong 398, 3 stages equal.
 // - Computing part of the exponentials on the FMA pipe (a degree-3 fit of 2^x) instead of MUFU lost
 //   5-15% at every head dim: the softmax is bound by issue slots, not by MUFU.
-// From seqlen_q 2048 the host picks TileConfigFp8Long<64> at head dim 64.
+// From seqlen_q 2048 the host picks TileConfigFp8Long at head dims 64 and 128.
 template <int HeadDim>
 struct TileConfigFp8 {
   static constexpr int kConsumerWarpgroups = 2;
@@ -129,6 +129,17 @@ struct TileConfigFp8Long;
 template <>
 struct TileConfigFp8Long<64> : TileConfigFp8<64> {
   static constexpr int kConsumerWarpgroups = 3;
+};
+
+// FP8 at head dim 128 from seqlen_q 2048: three consumer warpgroups as at head dim 64, which fit in
+// 160 registers only without intra-warpgroup overlap (with it: 144 B spilled); their scheduling is
+// left to the warp schedulers (pingpong off). H100 (session 6), against the two-warpgroup tile in
+// one run: 914 vs 820 at 16k, 839 vs 742 at 2k, 620 vs 618 at 2k causal; with pingpong 814 and 751.
+template <>
+struct TileConfigFp8Long<128> : TileConfigFp8<128> {
+  static constexpr int kConsumerWarpgroups = 3;
+  static constexpr bool kPingpong = false;
+  static constexpr bool kIntraOverlap = false;
 };
 
 }  // namespace flash3

@@ -69,10 +69,13 @@ export function quantizeFp8(x: Float64Array, rows: number, rowLen: number, opts:
     const end = Math.min(rows, (blk + 1) * blockRows) * rowLen;
     let amax = 0;
     for (let e = start; e < end; e++) amax = Math.max(amax, Math.abs(values[e]));
-    // An all-zero block quantizes exactly with any scale; 1 avoids 0/0.
-    const scale = amax > 0 ? (opts.powerOfTwo && opts.scaling === 'block' ? pow2ScaleFor(amax, dtype) : amax / FP8_MAX[dtype]) : 1;
+    // An all-zero block quantizes exactly with any scale; 1 avoids 0/0. The scale and the quotients
+    // are float32, as kernels/quantize_fp8.cu computes them: with amax 4 the float64 scale (4/448)
+    // is 4e-8 off the float32 one, enough to flip quotients that sit on e4m3 ties (3.6% of a
+    // two-term Q's residuals).
+    const scale = amax > 0 ? (opts.powerOfTwo && opts.scaling === 'block' ? pow2ScaleFor(amax, dtype) : Math.fround(amax / FP8_MAX[dtype])) : 1;
     descale[blk] = scale;
-    for (let e = start; e < end; e++) values[e] = roundTo(values[e] / scale, dtype);
+    for (let e = start; e < end; e++) values[e] = roundTo(Math.fround(values[e] / scale), dtype);
   }
   return { values, descale };
 }

@@ -67,6 +67,7 @@ export const LONG_TILES: readonly LongTile[] = [
   { fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
   { fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+  { fp8: true, headDim: 128, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
 ];
 
 function longTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): LongTile | undefined {
