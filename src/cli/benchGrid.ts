@@ -45,6 +45,8 @@ export interface PeerRequest {
   backward: boolean;
   /** After the grid, also time torch._scaled_mm (e4m3, 8192³), the FP8 bench's ceiling. */
   scaledMm?: boolean;
+  /** The peers script's command line (default: python3 bench/peers.py). */
+  command?: readonly string[];
 }
 
 /**
@@ -59,7 +61,7 @@ export async function timeGridWithPeers(
   prepare: (p: BenchPoint) => PreparedContenders,
   peers: PeerRequest | null,
 ): Promise<{ flash3: Map<string, number>[]; peers: PeersResult | null }> {
-  const started = peers ? await PeerServer.start() : null;
+  const started = peers ? await PeerServer.start(peers.command) : null;
   const server = started instanceof PeerServer ? started : null;
   const peerTimes: PeerTimes[] = [];
   try {

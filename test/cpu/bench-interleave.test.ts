@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { timeInterleaved, type Contender } from '../../src/bench/interleave.js';
 import { interleavedPeerTimes, PeerRefusal, PeerServer } from '../../src/bench/peers.js';
+import { timeGridWithPeers } from '../../src/cli/benchGrid.js';
 
 const FAKE = fileURLToPath(new URL('../support/fakePeers.js', import.meta.url));
 const TIMING = { warmup: 2, iterations: 5, repetitions: 4 };
@@ -88,5 +89,37 @@ describe('peers process', () => {
     await new Promise((r) => setTimeout(r, 200));
     await assert.rejects(server.time('cudnn', POINT, 'bfloat16', TIMING), /peers script ended \(Traceback: CUDA error: an illegal memory access/);
     await server.close();
+  });
+});
+
+describe('grid with peers', () => {
+  const points = [POINT, { ...POINT, headDim: 256, heads: 8 }];
+  const prepare = () => {
+    let disposed = 0;
+    return {
+      prepared: () => ({ contenders: [{ name: 'flash3', time: () => 1.25 }, { name: 'deterministic', time: () => 1.5 }], dispose: () => disposed++ }),
+      disposed: () => disposed,
+    };
+  };
+
+  it('times flash3 next to the peers at every point, with refusals and the FP8 ceiling', async () => {
+    const own = prepare();
+    const r = await timeGridWithPeers(points, 'test', TIMING, own.prepared, { dtype: 'bfloat16', backward: false, scaledMm: true, command: [process.execPath, FAKE, 'ok'] });
+    assert.equal(own.disposed(), 2);
+    assert.deepEqual(r.flash3.map((m) => Object.fromEntries(m)), [{ flash3: 1.25, deterministic: 1.5 }, { flash3: 1.25, deterministic: 1.5 }]);
+    assert.ok(r.peers?.ok);
+    if (!r.peers?.ok) return;
+    assert.equal(r.peers.scaledMmTflops, 1234);
+    assert.equal(r.peers.times[0].cudnnMs, 2.048 + 0.1 + 5e-6);
+    assert.equal(r.peers.times[1].flashMs, null);
+    assert.match(r.peers.times[1].errors.flash ?? '', /head dimension/);
+  });
+
+  it('times flash3 alone, with the reason, when the peers cannot start', async () => {
+    const own = prepare();
+    const r = await timeGridWithPeers(points, 'test', TIMING, own.prepared, { dtype: 'bfloat16', backward: true, command: [process.execPath, FAKE, 'fatal'] });
+    assert.equal(r.flash3.length, 2);
+    assert.deepEqual(r.peers, { ok: false, reason: "ModuleNotFoundError: No module named 'torch'" });
+    assert.equal((await timeGridWithPeers(points, 'test', TIMING, own.prepared, null)).peers, null);
   });
 });
