@@ -1,12 +1,20 @@
 // Times kernel builds side by side in one process on one card: the FA3-style ablation by default
 // (bf16, d=128, s=8k, non-causal), or any tuning builds (scripts/build-kernels.mjs --extra).
-//   node scripts/tune.mjs [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N]
+//   node scripts/tune.mjs [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N] [--check]
+// --check (16-bit only) first runs every build at each point's head dim on two small problems
+// (causal, and full with more tiles than SMs) and compares its output with the default build's:
+// a tuning build is not in the test suite, so this is what says it computes attention at all.
+// --check-only stops after the checks: small enough to run under compute-sanitizer.
 import '../dist/src/index.js';
 import { parseArgs } from 'node:util';
 import { BenchBuffers, timeCudaForward } from '../dist/src/bench/cudaTiming.js';
 import { paperGrid, tflops } from '../dist/src/bench/grid.js';
 import { CudaContext } from '../dist/src/cuda/context.js';
 import { ABLATION_SCHEDULES } from '../dist/src/cuda/kernels.js';
+import { planForward } from '../dist/src/cuda/forward.js';
+import { resolveOptions } from '../dist/src/options.js';
+import { validateAttentionInputs } from '../dist/src/problem.js';
+import { Tensor } from '../dist/src/tensor.js';
 
 const { values } = parseArgs({
   options: {
@@ -14,6 +22,8 @@ const { values } = parseArgs({
     variants: { type: 'string', default: [...ABLATION_SCHEDULES, 'default'].join(',') },
     points: { type: 'string', default: '128:8192:full' },
     rounds: { type: 'string', default: '5' },
+    check: { type: 'boolean', default: false },
+    'check-only': { type: 'boolean', default: false },
   },
 });
 const dtype = { fp16: 'float16', fp8: 'float8_e4m3', fp8x2: 'float8_e4m3' }[values.dtype] ?? 'bfloat16';
@@ -24,6 +34,63 @@ const points = values.points.split(',').map((spec) => {
   return paperGrid([Number(d)], [Number(s)], [mask === 'causal'])[0];
 });
 const timing = { warmup: 5, iterations: 20, repetitions: 7 };
+
+// Output of one build on (b, s, h, d): relative L2 distance to the default build's, and whether
+// every element is finite (outputs start as NaN, so an element the kernel never wrote shows).
+function compareWithDefault(variant, [b, s, h, d], causal) {
+  const ctx = CudaContext.get(0);
+  const x = (seed) => Tensor.randn([b, s, h, d], { dtype, seed }).cuda();
+  const [q, k, v] = [x(11), x(12), x(13)];
+  const opts = resolveOptions({ causal }, d);
+  const shape = validateAttentionInputs(q, k, v);
+  const run = (name) => {
+    const out = Tensor.fromArray(new Float64Array(b * s * h * d).fill(NaN), [b, s, h, d], dtype).cuda();
+    const lse = Tensor.empty([b, h, s], 'float32', 'cuda');
+    const plan = planForward(ctx, { q, k, v, out, lse }, shape, opts, name);
+    plan.launch();
+    ctx.synchronize();
+    plan.dispose();
+    const o = out.toFloat64Array();
+    for (const t of [out, lse]) t.dispose();
+    return o;
+  };
+  const [ref, got] = [run('default'), run(variant)];
+  for (const t of [q, k, v]) t.dispose();
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return { err: Math.sqrt(num / den), finite: got.every(Number.isFinite) };
+}
+
+if (values.check || values['check-only']) {
+  if (qTerms !== 1 || dtype === 'float8_e4m3') throw new Error('--check compares 16-bit builds only');
+  let failed = 0;
+  for (const d of new Set(points.map((p) => p.headDim))) {
+    for (const variant of variants.filter((v) => v !== 'default')) {
+      for (const [dims, causal] of [[[2, 700, 4, d], true], [[4, 1500, 2048 / d / 2, d], false]]) {
+        let line;
+        try {
+          const { err, finite } = compareWithDefault(variant, dims, causal);
+          const ok = finite && err < 1e-2;
+          failed += ok ? 0 : 1;
+          line = `${ok ? 'ok  ' : 'FAIL'} rel diff ${err.toExponential(2)}${finite ? '' : ', non-finite output'}`;
+        } catch (e) {
+          failed += 1;
+          line = `FAIL ${e.message.split('\n')[0].slice(0, 100)}`;
+        }
+        console.log(`check d=${d} ${variant.padEnd(16)} ${dims.join('x')} ${causal ? 'causal' : 'full'}: ${line}`);
+      }
+    }
+  }
+  if (failed > 0) {
+    console.log(`check: ${failed} failed; not timing`);
+    process.exit(1);
+  }
+  if (values['check-only']) process.exit(0);
+}
 const rounds = Number(values.rounds);
 const buffers = new BenchBuffers(dtype, qTerms * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim)), 1);
 console.log(`tune on ${CudaContext.get(0).name}, ${values.dtype === 'fp8x2' ? 'e4m3, two-term q' : dtype}, TFLOPS: median [min-max] of ${rounds} interleaved rounds`);
