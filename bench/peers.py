@@ -22,6 +22,11 @@ import statistics
 import sys
 
 
+def first_line(e):
+    """An exception as a one-line reason for the bench's table (its type where it has no message)."""
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
 def time_ms(torch, fn, warmup, iterations, repetitions):
     for _ in range(warmup):
         fn()
@@ -88,7 +93,7 @@ class Peers:
                 return {"ms": time_ms(self.torch, fn, *timing)}
         except Exception as e:  # a backend that rejects a shape is reported, not fatal
             self.calls.pop(req["backend"], None)
-            return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+            return {"error": first_line(e)}
 
     def scaled_mm(self, req):
         torch = self.torch
@@ -101,7 +106,7 @@ class Peers:
             ms = time_ms(torch, fn, req["warmup"], req["iterations"], req["repetitions"])
             return {"tflops": 2 * n**3 / (ms * 1e-3) / 1e12}
         except Exception as e:
-            return {"error": str(e).splitlines()[0][:200]}
+            return {"error": first_line(e)}
 
 
 def reply(obj):

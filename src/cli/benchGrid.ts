@@ -77,9 +77,9 @@ export async function timeGridWithPeers(
       }
     });
     if (started === null) return { flash3, peers: null };
-    if (server === null) return { flash3, peers: { ok: false, reason: (started as { reason: string }).reason } };
-    const scaledMmTflops = peers?.scaledMm ? ((await server.scaledMmTflops(timing)) ?? undefined) : undefined;
-    return { flash3, peers: { ok: true, ...server.versions, times: peerTimes, scaledMmTflops } };
+    if (!(started instanceof PeerServer)) return { flash3, peers: { ok: false, reason: started.reason } };
+    const scaledMmTflops = peers?.scaledMm ? ((await started.scaledMmTflops(timing)) ?? undefined) : undefined;
+    return { flash3, peers: { ok: true, ...started.versions, times: peerTimes, scaledMmTflops } };
   } finally {
     await server?.close();
   }
