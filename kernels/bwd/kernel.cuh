@@ -30,9 +30,15 @@ namespace flash3 {
 template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
-  static constexpr int kBlockN = 64 * ConsumerWGs;   // keys per CTA
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
-  static constexpr int kPasses = HeadDim / kChunk;
+  // Two warpgroups at head dim 256 split the columns instead of the keys: both take the CTA's 64
+  // keys and compute the same S^T and dP^T, and each runs one 128-column pass (dK, dV, dQ) side by
+  // side with the other, where one warpgroup ran the two passes in turn. dQ then goes from
+  // registers to global memory by red.add (no staging tile: shared memory is full).
+  static constexpr bool kSplitColumns = ConsumerWGs > 1 && HeadDim / kChunk == ConsumerWGs;
+  static constexpr int kKeyGroups = kSplitColumns ? 1 : ConsumerWGs;  // warpgroups along the keys
+  static constexpr int kBlockN = 64 * kKeyGroups;    // keys per CTA
+  static constexpr int kPasses = kSplitColumns ? 1 : HeadDim / kChunk;  // passes each warpgroup runs
   static constexpr int kChunkPanels = kChunk / 64;
   static constexpr int kPanels = HeadDim / 64;
   static constexpr int kThreads = 128 * (ConsumerWGs + 1);
@@ -50,13 +56,16 @@ struct BwdKernel {
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // one dS^T buffer: kBlockN rows of 128 B
   static constexpr int kRowBytes = kBlockM * 4;           // lse or D of one query block
   static constexpr int kDqTileBytes = 64 * 64 * 4;        // one float32 dQ tile, as the accumulator holds it
-  // dQ tiles a warpgroup reduces per step: all panels of the pass with one warpgroup, else at most one.
-  static constexpr int kPendingSlots = ConsumerWGs == 1 ? kChunkPanels : 1;
+  // dQ tiles a warpgroup reduces per step: all panels of its pass with one warpgroup or split
+  // columns, else at most one.
+  static constexpr bool kAllPieces = ConsumerWGs == 1 || kSplitColumns;
+  static constexpr int kPendingSlots = kAllPieces ? kChunkPanels : 1;
+  static constexpr int kDqStagingTiles = kSplitColumns ? 0 : ConsumerWGs;
   // Schedule (FLASH3_BWD_SCHEDULE for tuning builds): 0 steps in order with a barrier of both
   // warpgroups each step; 1 handoff through mbarriers with dQ a step late, where each of two
   // warpgroups owns one dQ piece a step; 2 that with turns for S^T and dP^T. The handoff keeps a
   // third dS^T buffer, so that a warpgroup rarely waits for the other's dQ before writing its next.
-  static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && kChunkPanels == ConsumerWGs;
+  static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && kChunkPanels == ConsumerWGs && !kSplitColumns;
   static constexpr bool kTurns = Schedule == 2;
   static constexpr int kDsBuffers = kHandoff ? 3 : 2;
 
@@ -68,7 +77,7 @@ struct BwdKernel {
   static constexpr int kOffStages = 2 * kKVBytes;
   static constexpr int kOffDs = kOffStages + Stages * 2 * kQBytes;
   static constexpr int kOffDq = kOffDs + kDsBuffers * kDsBytes;
-  static constexpr int kOffRows = kOffDq + ConsumerWGs * kDqTileBytes;
+  static constexpr int kOffRows = kOffDq + kDqStagingTiles * kDqTileBytes;
   static constexpr int kOffBarriers = kOffRows + Stages * 2 * kRowBytes;
   static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers;
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
@@ -80,7 +89,9 @@ struct BwdKernel {
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
 
   static_assert(HeadDim % 64 == 0 && kChunk % 64 == 0, "tile shape");
-  static_assert(2 * kDsBytes >= kBlockN * kChunk * 2, "dS buffers must hold the dK/dV staging");
+  static_assert(kSplitColumns || 2 * kDsBytes >= kBlockN * kChunk * 2, "dS buffers must hold the dK/dV staging");
+  static_assert(!kSplitColumns || Stages * 2 * kQBytes >= ConsumerWGs * kBlockN * kChunk * 2,
+                "the Q/dO stages must hold the dK/dV staging");
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
@@ -118,6 +129,11 @@ struct BwdKernel {
     QueryBlockRange range;
     int rotation;  // first query block visited; 0 unless p.rotate
   };
+
+  // Which 64 keys of the CTA's block a warpgroup owns, and which dS^T buffer it writes at a step
+  // (split columns: a buffer of its own, since both warpgroups write the same dS^T).
+  __device__ static int key_group(int wg) { return kSplitColumns ? 0 : wg; }
+  __device__ static int ds_buffer(int step, int wg) { return kSplitColumns ? wg : step & 1; }
 
   __device__ static Block this_block(const BwdParams& p) {
     Block b{int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), {}, 0};
@@ -216,7 +232,7 @@ struct BwdKernel {
 #pragma unroll
     for (int kk = 0; kk < HeadDim / 16; ++kk) {
       constexpr uint32_t u = ptx::kDescUnits;
-      const uint32_t a = a_tile + ((kk / 4) * kBlockN * 128 + (kk % 4) * 32) / u + wg * (64 * 128 / u);
+      const uint32_t a = a_tile + ((kk / 4) * kBlockN * 128 + (kk % 4) * 32) / u + key_group(wg) * (64 * 128 / u);
       const uint32_t bb = b_tile + ((kk / 4) * 64 * 128 + (kk % 4) * 32) / u;
       Wgmma<T, kBlockM>::ss(acc, ptx::smem_desc_kmajor<128>(a), ptx::smem_desc_kmajor<128>(bb), kk > 0);
     }
@@ -287,7 +303,7 @@ struct BwdKernel {
       }
     }
     if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right)) {
-      const int key0 = b.n_block * kBlockN + wg * 64 + warp * 16 + lane / 4;
+      const int key0 = b.n_block * kBlockN + key_group(wg) * 64 + warp * 16 + lane / 4;
       mask_transposed(s, key0, m * kBlockM + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
     }
   }
@@ -401,6 +417,28 @@ struct BwdKernel {
     }
   }
 
+  // The dQ tile `index` added from registers (split columns), each thread's four consecutive floats
+  // by one red.add, in the layout reduce_dq stages. In deterministic mode the warpgroup waits for
+  // the tile's turn, and counts its contribution once every thread's adds are visible.
+  __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int rank, int wg, int tid) {
+    if (p.dq_semaphore) {
+      if (tid == 0) {
+        while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
+        }
+      }
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+    }
+    float* tile = p.dq_accum + size_t(index) * (kDqTileBytes / 4);
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      ptx::red_add_f32x4(tile + 4 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+    if (p.dq_semaphore) {
+      __threadfence();
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      if (tid == 0) atomicAdd(p.dq_semaphore + index, 1);
+    }
+  }
+
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     const Block b = this_block(p);
@@ -414,15 +452,16 @@ struct BwdKernel {
     for (int i = 0; i < kPendingSlots; ++i) pending[i] = -1;
     if (kHandoff && kTurns && wg == 1) turn_end(wg);  // warpgroup 0 goes first
     for (int pass = 0; pass < kPasses; ++pass) {
+      const int cols = kSplitColumns ? wg : pass;  // which 128 (or fewer) columns: the pass of the loops below
       float dk[kChunk / 2], dv[kChunk / 2];
 #pragma unroll
       for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
       if constexpr (kHandoff)
-        handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, pass, wg, tid);
+        handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
-        steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, pass, wg, tid);
+        steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       if (tid == 0) release_dq(pending, p.dq_semaphore);
-      epilogue(p, b, smem, smem_ptr, dk, dv, pass, wg, tid);
+      epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
   }
 
@@ -437,15 +476,18 @@ struct BwdKernel {
         const int m = visit(b, t, p);
         const int stage = ring.index;
         ptx::mbarrier_wait(smem.full(stage), ring.phase);
-        key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(step & 1) + wg * 64 * 128, wg, tid, false);
+        key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(ds_buffer(step, wg)) + key_group(wg) * 64 * 128, wg,
+                      tid, false);
 
         // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must
         // have been read before it is rewritten, and in deterministic mode the last step's
         // reductions must be complete before their semaphores let the next key block in. Both are
         // waited for only now, a step after the reductions were issued.
         if (tid == 0) release_dq(pending, p.dq_semaphore);
-        // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free.
-        ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+        // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free (split
+        // columns: this warpgroup's dS^T, which only it reads).
+        if constexpr (kSplitColumns) ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        else ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
         // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
         // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
@@ -458,20 +500,24 @@ struct BwdKernel {
         // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
 #pragma unroll
         for (int slot = 0; slot < kPendingSlots; ++slot) {
-          const int piece = ConsumerWGs == 1 ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
+          const int piece = kAllPieces ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
           if (piece >= kChunkPanels) continue;
-          if (slot > 0) {
+          if (slot > 0 && !kSplitColumns) {
             if (tid == 0) ptx::tma_store_wait_read();
             ptx::named_barrier_sync(kBarEpilogue + wg, 128);
           }
           float dq[32];
           ptx::wgmma_fence();
-          issue_dq(dq, smem.ds(step & 1, ptx::kDescUnits), smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
+          issue_dq(dq, smem.ds(ds_buffer(step, wg), ptx::kDescUnits),
+                   smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          reduce_dq(p, smem, dq, dq_tile(head_tiles, m, pass, piece),
-                    p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
+          if constexpr (kSplitColumns)
+            add_dq(p, dq, dq_tile(head_tiles, m, pass, piece), p.dq_semaphore ? dq_rank(b, m, p) : 0, wg, tid);
+          else
+            reduce_dq(p, smem, dq, dq_tile(head_tiles, m, pass, piece), p.dq_semaphore ? dq_rank(b, m, p) : 0,
+                      pending[slot], wg, tid);
         }
       }
     }
@@ -534,15 +580,22 @@ struct BwdKernel {
   __device__ static void turn_end(int wg) { ptx::named_barrier_arrive(kBarTurn + (wg ^ 1), 256); }
 
   // dV then dK of this pass through the dS buffers (free once both warpgroups are past their last
-  // dQ), one TMA store per 64-column panel of this warpgroup's 64 keys; keys past seqlen_k are
-  // clipped by the store.
+  // dQ; split columns: through the Q/dO stages, free once both are past their last step), one TMA
+  // store per 64-column panel of this warpgroup's 64 keys; keys past seqlen_k are clipped by the store.
   __device__ static void epilogue(const BwdParams& p, const Block& b, const Smem& smem, uint8_t* smem_ptr,
                                   const float (&dk)[kChunk / 2], const float (&dv)[kChunk / 2], int pass, int wg,
                                   int tid) {
     const int warp = tid / 32;
     const int lane = tid % 32;
     ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-    uint8_t* staging = smem_ptr + (smem.ds(0) - smem.base) + wg * 64 * 128;
+    // This warpgroup's staging (panel c at staging_at(c)): its 64 rows within each panel of kBlockN
+    // rows, or with split columns panels of its own in the Q/dO stages.
+    auto staging_at = [&](int c) {
+      return kSplitColumns ? smem.q(0, 0) + (wg * kChunkPanels + c) * kBlockN * 128
+                           : smem.ds(0) + c * kBlockN * 128 + wg * 64 * 128;
+    };
+    uint8_t* staging = kSplitColumns ? smem_ptr + (smem.q(0, 0) - smem.base) + wg * kChunkPanels * kBlockN * 128
+                                     : smem_ptr + (smem.ds(0) - smem.base) + wg * 64 * 128;
     auto store = [&](const float(&acc)[kChunk / 2], float scale, const CUtensorMap* map) {
       const float factor[2] = {scale, scale};
       stage_output<T, kChunk>(acc, factor, staging, kBlockN * 128, warp, lane);
@@ -550,8 +603,8 @@ struct BwdKernel {
       ptx::named_barrier_sync(kBarEpilogue + wg, 128);
       if (tid == 0) {
         for (int c = 0; c < kChunkPanels; ++c)
-          ptx::tma_store_4d(map, smem.ds(0) + c * kBlockN * 128 + wg * 64 * 128, pass * kChunk + c * 64,
-                            b.n_block * kBlockN + wg * 64, b.head_kv, b.batch);
+          ptx::tma_store_4d(map, staging_at(c), pass * kChunk + c * 64, b.n_block * kBlockN + key_group(wg) * 64,
+                            b.head_kv, b.batch);
         ptx::tma_store_commit();
         ptx::tma_store_wait_read();
       }

@@ -38,11 +38,13 @@ struct BwdTileConfig<128> {
   static constexpr bool kOverlapGrads = true;
 };
 
-// Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups (block N
-// 128) would need 128 KiB for K and V alone. Overlap spills 8 B here (one warpgroup, 248 registers).
+// Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups along the
+// keys (block N 128) would need 128 KiB for K and V alone, so the two split the columns instead
+// (BwdKernel::kSplitColumns), dQ added from registers. (One warpgroup, two passes in turn: 0.67-0.84x
+// cuDNN, session 6; with overlap it spilled 8 B at 248 registers.)
 template <>
 struct BwdTileConfig<256> {
-  static constexpr int kConsumerWarpgroups = 1;
+  static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = false;
