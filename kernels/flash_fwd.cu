@@ -1,7 +1,8 @@
 // One cubin per (input type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16|e4m3 and
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode;
-// -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long). FLASH3_PINGPONG and
+// -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_TALL_TILE
+// the three-warpgroup tile of unmasked problems (TileConfigTall). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation;
 // FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS and FLASH3_MAX_SLACK override the tile table
 // for tuning builds. The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
@@ -36,6 +37,9 @@ using Config = flash3::TileConfigFp8<FLASH3_HEADDIM>;
 #elif defined(FLASH3_LONG_TILE)
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
 using Config = flash3::TileConfigLong<FLASH3_HEADDIM>;
+#elif defined(FLASH3_TALL_TILE)
+using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
+using Config = flash3::TileConfigTall<FLASH3_HEADDIM>;
 #else
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
 using Config = flash3::TileConfig<FLASH3_HEADDIM>;

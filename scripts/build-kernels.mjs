@@ -19,11 +19,13 @@ for (const out of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) VARIANTS.push({ element: `e4m3_${out}`, headDim }, { element: `e4m3x2_${out}`, headDim });
 }
 // Long-sequence tiles (TileConfigLong, TileConfigFp8Long in kernels/fwd/tile_config.cuh; the host
-// picks them by seqlen_q: LONG_TILES in src/cuda/kernels.ts).
+// picks them by seqlen_q: SEQUENCE_TILES in src/cuda/kernels.ts).
 const LONG = { bf16: [64, 128, 256], fp16: [64, 128, 256], e4m3_bf16: [64, 128], e4m3_fp16: [64, 128], e4m3x2_bf16: [64, 128], e4m3x2_fp16: [64, 128] };
 for (const [element, headDims] of Object.entries(LONG)) {
   for (const headDim of headDims) VARIANTS.push({ element, headDim, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
 }
+// The three-warpgroup tile of unmasked problems (TileConfigTall; SEQUENCE_TILES in src/cuda/kernels.ts).
+for (const element of ['bf16', 'fp16']) VARIANTS.push({ element, headDim: 128, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });
 // Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 for (const element of ['bf16', 'fp16']) {

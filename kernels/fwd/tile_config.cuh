@@ -65,6 +65,24 @@ struct TileConfigLong<128> : TileConfig<128> {
   static constexpr bool kPingpong = true;
 };
 
+// Head dim 128 without a mask from seqlen_q 2048 (before the long tile in the host's table): three
+// consumer warpgroups (block M 192) without intra-warpgroup overlap or pingpong, which fit in 160
+// registers because P is packed as S dies; the warp schedulers interleave the three warpgroups'
+// softmax and GEMMs. H100, bf16 (session 7), medians of 5 interleaved rounds against the default and
+// long tiles: 593 vs 565 at 2k, 596 vs 568 at 4k, 619 vs 622 at 8k, 633 vs 617 at 16k; it loses at
+// 512-1k (469 vs 480, 524 vs 534) and under the causal mask (254 vs 304 at 512, 457 vs 481 at 2k,
+// 591 vs 611 at 16k), where the taller block pads and masks more. With pingpong: 530-583.
+// The long tile's block N 176 spills 1096 B this way.
+template <int HeadDim>
+struct TileConfigTall;
+
+template <>
+struct TileConfigTall<128> : TileConfig<128> {
+  static constexpr int kConsumerWarpgroups = 3;
+  static constexpr bool kPingpong = false;
+  static constexpr bool kIntraOverlap = false;
+};
+
 // Q 64 + 2 x (K 32 + V 32) + O 32 KiB = 224 KiB, O staged two panels per warpgroup at a time (in
 // Q's place before session 4: 474 vs 524 at 512, 545 vs 591 at 1k, H100). Pingpong on: 615 vs 600 at 8k.
 // From seqlen_q 2048 the host picks TileConfigLong<256> instead.

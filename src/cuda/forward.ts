@@ -100,7 +100,7 @@ export function planForward(
   const fp8 = v instanceof Tensor ? null : v;
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
   const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
-  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ) : variant);
+  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, opts) : variant);
   if (fp8 && fp8.descale.kRows % kernel.blockN !== 0) {
     throw new UnsupportedError(`k and v are scaled per ${fp8.descale.kRows} keys, but the FP8 kernel at head dim ${shape.headDim} walks keys in blocks of ${kernel.blockN}`, {
       param: 'k.blockRows',

@@ -43,47 +43,61 @@ export const FP8_FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blo
  */
 export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpong-overlap'] as const;
 /**
- * 'default' (the tile table's choice for the problem, see forwardVariantFor), 'long', one of
+ * 'default' (the tile table's choice for the problem, see forwardVariantFor), 'long', 'tall', one of
  * ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra).
  */
 export type Variant = string;
 
-export interface LongTile {
+export interface SequenceTile {
+  /** The build: 'long' (TileConfigLong, TileConfigFp8Long) or 'tall' (TileConfigTall). */
+  variant: 'long' | 'tall';
   fp8: boolean;
   headDim: number;
-  /** Query rows from which the long tile is used. */
+  /** Query rows from which the tile is used. */
   minSeqlenQ: number;
+  /** Used only without a mask (neither causal nor a window). */
+  unmasked?: true;
   blockM: number;
   blockN: number;
 }
 
 /**
- * The long-sequence builds ('long': TileConfigLong and TileConfigFp8Long in
- * kernels/fwd/tile_config.cuh, with their H100 measurements). Their taller or wider blocks win on
- * long sequences and lose on short ones, where the blocks pad and more of them need masks.
+ * The builds chosen by problem size, the first that matches winning (kernels/fwd/tile_config.cuh
+ * holds their H100 measurements). Their taller or wider blocks win on long sequences and lose on
+ * short ones, where the blocks pad and more of them need masks.
  */
-export const LONG_TILES: readonly LongTile[] = [
-  { fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
-  { fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
-  { fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
-  { fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
-  { fp8: true, headDim: 128, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+export const SEQUENCE_TILES: readonly SequenceTile[] = [
+  { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+  { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, unmasked: true, blockM: 192, blockN: 128 },
+  { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
+  { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
+  { variant: 'long', fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+  { variant: 'long', fp8: true, headDim: 128, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
 ];
 
-function longTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): LongTile | undefined {
-  const fp8 = typeof inputs !== 'string';
-  return LONG_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ);
+/** The mask of a problem as the tile choice sees it (ResolvedOptions and CpuProblem have it). */
+export interface MaskWindow {
+  windowLeft: number;
+  windowRight: number;
 }
 
-/** The build that 'default' means for a problem: the long-sequence tile where it pays. */
-export function forwardVariantFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): Variant {
-  return longTileFor(inputs, headDim, seqlenQ) ? 'long' : 'default';
+function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): SequenceTile | undefined {
+  const fp8 = typeof inputs !== 'string';
+  const masked = mask.windowLeft >= 0 || mask.windowRight >= 0;
+  return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked));
+}
+
+/** The build that 'default' means for a problem: a sequence tile where one pays. */
+export function forwardVariantFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): Variant {
+  return sequenceTileFor(inputs, headDim, seqlenQ, mask)?.variant ?? 'default';
 }
 
 /** The blocking of the build that runs a problem, for emulating it on the CPU. */
-export function forwardTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number): { blockM: number; blockN: number } {
+export function forwardTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): { blockM: number; blockN: number } {
   const tables = typeof inputs === 'string' ? FORWARD_TILES : FP8_FORWARD_TILES;
-  return longTileFor(inputs, headDim, seqlenQ) ?? tables[headDim as keyof typeof tables] ?? { blockM: 128, blockN: 128 };
+  const tile = sequenceTileFor(inputs, headDim, seqlenQ, mask);
+  if (tile) return { blockM: tile.blockM, blockN: tile.blockN };
+  return tables[headDim as keyof typeof tables] ?? { blockM: 128, blockN: 128 };
 }
 
 const short = (e: KernelElement) => (e === 'bfloat16' ? 'bf16' : 'fp16');
@@ -115,7 +129,7 @@ export function missingCubins(): string[] {
       paths.push(backwardCubinPath(out, d));
       for (const inputs of [...forwardInputsFor(false, out), ...forwardInputsFor(true, out)]) paths.push(forwardCubinPath(inputs, d));
     }
-    for (const t of LONG_TILES) for (const inputs of forwardInputsFor(t.fp8, out)) paths.push(forwardCubinPath(inputs, t.headDim, 'long'));
+    for (const t of SEQUENCE_TILES) for (const inputs of forwardInputsFor(t.fp8, out)) paths.push(forwardCubinPath(inputs, t.headDim, t.variant));
   }
   return paths.filter((p) => !existsSync(p));
 }

@@ -16,8 +16,7 @@ import {
   forwardKernel,
   forwardTileFor,
   forwardInputsFor,
-  forwardVariantFor,
-  LONG_TILES,
+  SEQUENCE_TILES,
 } from '../../src/cuda/kernels.js';
 import { referenceAttention } from '../../src/cpu/reference.js';
 import { tiledAttention } from '../../src/cpu/tiled.js';
@@ -47,12 +46,15 @@ const CASES: Case[] = [
   { b: 1, sq: 1, sk: 4097, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'bfloat16' },
   { b: 1, sq: 128, sk: 1, hq: 3, hkv: 3, d: 128, causal: true, dtype: 'float16' },
   { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, causal: false, dtype: 'bfloat16', window: [100, 37] },
-  // The long-sequence tiles (LONG_TILES): at head dim 64 2100 rows end 180 rows into a 192-row block;
+  // The sequence tiles (SEQUENCE_TILES): at head dim 64 2100 rows end 180 rows into a 192-row block;
   // 1000 keys end 40 keys into an 80-key block at head dim 256, 300 keys 124 into a 176-key block.
   { b: 1, sq: 2100, sk: 2100, hq: 2, hkv: 1, d: 64, causal: true, dtype: 'float16' },
   { b: 1, sq: 2048, sk: 2500, hq: 2, hkv: 2, d: 64, causal: false, dtype: 'bfloat16', window: [300, 50] },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 256, causal: true, dtype: 'bfloat16' },
-  { b: 1, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
+  { b: 1, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: true, dtype: 'float16' },
+  // Head dim 128's three-warpgroup tile (unmasked from 2048 rows): 2100 rows end 180 into a 192-row block.
+  { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
+  { b: 2, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
 ];
 
 function label(c: Case): string {
@@ -74,7 +76,7 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const problem = cpuProblemOf(q, k, v, validateAttentionInputs(q, k, v), opts);
       const ref = referenceAttention(problem);
       const emu = tiledAttention(problem, {
-        ...forwardTileFor(c.dtype, c.d, c.sq),
+        ...forwardTileFor(c.dtype, c.d, c.sq, opts),
         inputDtype: c.dtype,
         pDtype: c.dtype,
         accumulate: 'float32',
@@ -118,13 +120,11 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
         assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, FORWARD_TILES[d], `${element} d=${d}`);
       }
     }
-    for (const t of LONG_TILES) {
-      assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ), 'long');
-      assert.equal(forwardVariantFor(t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16', t.headDim, t.minSeqlenQ - 1), 'default');
+    for (const t of SEQUENCE_TILES) {
       for (const out of ['bfloat16', 'float16'] as const) {
         for (const inputs of forwardInputsFor(t.fp8, out)) {
-          const kernel = forwardKernel(CudaContext.get(0), inputs, t.headDim, 'long');
-          assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, { blockM: t.blockM, blockN: t.blockN }, `long ${JSON.stringify(inputs)} d=${t.headDim}`);
+          const kernel = forwardKernel(CudaContext.get(0), inputs, t.headDim, t.variant);
+          assert.deepEqual({ blockM: kernel.blockM, blockN: kernel.blockN }, { blockM: t.blockM, blockN: t.blockN }, `${t.variant} ${JSON.stringify(inputs)} d=${t.headDim}`);
         }
       }
     }

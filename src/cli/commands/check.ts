@@ -56,7 +56,7 @@ function truthOf(q: Tensor, k: Tensor, v: Tensor, c: CheckCase, dtype: DType): T
   if (dtype !== 'bfloat16' && dtype !== 'float16') return { ref, emuErr: null };
   // The tiles of the kernel that runs the case, so the yardstick rounds where the kernel does.
   const emu = tiledAttention(problem, {
-    ...forwardTileFor(dtype, c.headDim, c.seqlenQ),
+    ...forwardTileFor(dtype, c.headDim, c.seqlenQ, opts),
     inputDtype: dtype,
     pDtype: dtype,
     accumulate: 'float32',

@@ -123,7 +123,7 @@ export function fp8GpuRows(s: Setup, headDim: number): Fp8GpuRow[] {
 
 /** flash3's 16-bit kernel emulated with the tiles of the build that runs the problem. */
 function sixteenBitEmulated(p: CpuProblem, dtype: 'float16' | 'bfloat16'): Float64Array {
-  const tiles = forwardTileFor(dtype, p.headDim, p.seqlenQ);
+  const tiles = forwardTileFor(dtype, p.headDim, p.seqlenQ, p);
   return tiledAttention(p, { ...tiles, inputDtype: dtype, pDtype: dtype, accumulate: 'float32', outDtype: dtype }).out;
 }
 

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FORWARD_TILES, forwardTileFor, forwardVariantFor, SEQUENCE_TILES, type ForwardInputs } from '../../src/cuda/kernels.js';
+
+const UNMASKED = { windowLeft: -1, windowRight: -1 };
+const CAUSAL = { windowLeft: -1, windowRight: 0 };
+const WINDOW = { windowLeft: 256, windowRight: 256 };
+
+describe('forward tile choice by problem size and mask', () => {
+  it('takes each sequence tile from its first query row, and the default below it', () => {
+    for (const t of SEQUENCE_TILES) {
+      const inputs: ForwardInputs = t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16';
+      const mask = t.unmasked ? UNMASKED : CAUSAL;
+      assert.equal(forwardVariantFor(inputs, t.headDim, t.minSeqlenQ, mask), t.variant, `${t.variant} d=${t.headDim}`);
+      assert.notEqual(forwardVariantFor(inputs, t.headDim, t.minSeqlenQ - 1, mask), t.variant);
+      assert.deepEqual(forwardTileFor(inputs, t.headDim, t.minSeqlenQ, mask), { blockM: t.blockM, blockN: t.blockN });
+    }
+  });
+
+  it('gives head dim 128 the three-warpgroup tile only without a mask', () => {
+    for (const s of [2048, 4096, 8192, 16384]) assert.equal(forwardVariantFor('float16', 128, s, UNMASKED), 'tall');
+    assert.equal(forwardVariantFor('bfloat16', 128, 1024, UNMASKED), 'default');
+    for (const mask of [CAUSAL, WINDOW]) {
+      assert.equal(forwardVariantFor('bfloat16', 128, 4096, mask), 'default');
+      assert.equal(forwardVariantFor('bfloat16', 128, 8192, mask), 'long');
+    }
+    assert.deepEqual(forwardTileFor('bfloat16', 128, 4096, CAUSAL), FORWARD_TILES[128]);
+    assert.deepEqual(forwardTileFor('bfloat16', 128, 4096, UNMASKED), { blockM: 192, blockN: 128 });
+  });
+
+  it('leaves FP8 inputs to their own tiles', () => {
+    assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 128, 4096, UNMASKED), 'long');
+    assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 256, 16384, UNMASKED), 'default');
+  });
+});
