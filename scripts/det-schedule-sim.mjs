@@ -47,10 +47,12 @@ function simulate(withSemaphores) {
   const M = Math.ceil(sq / BM), N = Math.ceil(sk / BN);
   const fits = N <= slots;
   const rotate = left < 0 && right < 0 && fits;
-  const arrival = values.order === 'arrival' && !rotate && fits;
+  // Arrival order dispatches each head's key blocks in descending order (kernels/bwd this_block).
+  const arrival = values.order === 'arrival' && !rotate;
   const ctas = [];
   for (let g = 0; g < groups; g++) {
-    for (let n = 0; n < N; n++) {
+    for (let i = 0; i < N; i++) {
+      const n = arrival ? N - 1 - i : i;
       const [mMin, mMax] = queryBlocks(n);
       const rotation = rotate ? Math.trunc((n * M) / N) : 0;
       const steps = [];

@@ -136,7 +136,10 @@ struct BwdKernel {
   __device__ static int ds_buffer(int step, int wg) { return kSplitColumns ? wg : step & 1; }
 
   __device__ static Block this_block(const BwdParams& p) {
-    Block b{int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), {}, 0};
+    // In arrival order the key blocks that contribute first to each dQ tile (the later ones) are
+    // dispatched first, so a CTA only ever waits on CTAs dispatched before it, resident or done.
+    const int n_block = p.arrival_order ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+    Block b{n_block, int(blockIdx.y), int(blockIdx.z), {}, 0};
     b.range = query_block_range<kBlockM, kBlockN>(b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
     // Unmasked, every key block visits every query block: starting each at its own offset keeps
     // the CTAs of a head on different dQ rows (fewer collisions; no waiting in deterministic mode).
@@ -151,11 +154,12 @@ struct BwdKernel {
 
   // Position of this key block among the contributors to a dQ tile of query block m. In
   // deterministic mode the tile takes contributions in this order, which the host picks as the
-  // order in which the CTAs of a head reach m when they start together: by arrival step when
-  // rotated (the CTA whose offset is nearest below m first), by descending key block under a mask
-  // (later key blocks start at later query blocks, so they get to m in fewer steps). Both wait on
-  // CTAs dispatched after this one, so the host asks for them only when all CTAs of a head fit the
-  // GPU at once; otherwise ascending key blocks, which only ever waits on earlier CTAs.
+  // order in which the CTAs of a head reach m: by arrival step when rotated (the CTA whose offset is
+  // nearest below m first; it waits on CTAs with higher and lower indices, so the host rotates only
+  // when all CTAs of a head fit the GPU at once), by descending key block under a mask (later key
+  // blocks start at later query blocks, so they get to m in fewer steps; dispatched in that order,
+  // see this_block). Unmasked problems too large to fit take ascending key blocks, which only ever
+  // waits on earlier CTAs.
   __device__ static int dq_rank(const Block& b, int m, const BwdParams& p) {
     if (p.rotate) {
       const int n = p.num_n_blocks;
@@ -417,27 +421,37 @@ struct BwdKernel {
     }
   }
 
-  // The dQ tile `index` added from registers (split columns), each thread's four consecutive floats
-  // by one red.add, in the layout reduce_dq stages. In deterministic mode the warpgroup waits for
-  // the tile's turn, and counts its contribution once every thread's adds are visible.
-  __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int rank, int wg, int tid) {
-    if (p.dq_semaphore) {
-      if (tid == 0) {
-        while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
-        }
+  // Split columns, deterministic mode: a warpgroup adds both dQ pieces of a step under the turn of
+  // the first (`index`), which every CTA takes in the same order, so one semaphore per warpgroup and
+  // step orders both. Thread 0 waits for the turn (while the first piece's GEMM runs); the others
+  // join it at the barrier.
+  __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
+    if (tid == 0) {
+      while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
       }
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
     }
+    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+  }
+
+  // The dQ tile `index` added from registers (split columns), each thread's four consecutive floats
+  // by one red.add, in the layout reduce_dq stages.
+  __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int tid) {
     float* tile = p.dq_accum + size_t(index) * (kDqTileBytes / 4);
 #pragma unroll
     for (int i = 0; i < 8; ++i)
       ptx::red_add_f32x4(tile + 4 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
-    if (p.dq_semaphore) {
-      __threadfence();
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      if (tid == 0) atomicAdd(p.dq_semaphore + index, 1);
-    }
   }
+
+  // Passes the turn of tile `pending` (split columns) to the next key block, by thread 0 after a
+  // barrier that follows every thread's adds. When the order follows the CTAs' arrival (rotated, or
+  // arrival_order) the next contributor gets to the tile a step later, so the caller publishes a
+  // step late, when the adds are long done; in ascending order it waits at once (a step's lag
+  // would add up over the CTAs of a head).
+  __device__ static void publish_dq(const BwdParams& p, int& pending, int tid) {
+    if (tid == 0 && pending >= 0) ptx::red_release_add(p.dq_semaphore + pending, 1);
+    pending = -1;
+  }
+  __device__ static bool publish_late(const BwdParams& p) { return p.rotate || p.arrival_order; }
 
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
@@ -460,7 +474,12 @@ struct BwdKernel {
         handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
         steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
-      if (tid == 0) release_dq(pending, p.dq_semaphore);
+      if constexpr (kSplitColumns) {
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        publish_dq(p, pending[0], tid);
+      } else if (tid == 0) {
+        release_dq(pending, p.dq_semaphore);
+      }
       epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
   }
@@ -483,11 +502,15 @@ struct BwdKernel {
         // have been read before it is rewritten, and in deterministic mode the last step's
         // reductions must be complete before their semaphores let the next key block in. Both are
         // waited for only now, a step after the reductions were issued.
-        if (tid == 0) release_dq(pending, p.dq_semaphore);
         // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free (split
-        // columns: this warpgroup's dS^T, which only it reads).
-        if constexpr (kSplitColumns) ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        else ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+        // columns: this warpgroup's dS^T, which only it reads, and the last step's adds are done).
+        if constexpr (kSplitColumns) {
+          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+          publish_dq(p, pending[0], tid);
+        } else {
+          if (tid == 0) release_dq(pending, p.dq_semaphore);
+          ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+        }
         // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
         // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
@@ -511,13 +534,20 @@ struct BwdKernel {
           issue_dq(dq, smem.ds(ds_buffer(step, wg), ptx::kDescUnits),
                    smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
+          const int tile = dq_tile(head_tiles, m, pass, piece);
+          if (kSplitColumns && p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          if constexpr (kSplitColumns)
-            add_dq(p, dq, dq_tile(head_tiles, m, pass, piece), p.dq_semaphore ? dq_rank(b, m, p) : 0, wg, tid);
-          else
-            reduce_dq(p, smem, dq, dq_tile(head_tiles, m, pass, piece), p.dq_semaphore ? dq_rank(b, m, p) : 0,
-                      pending[slot], wg, tid);
+          if constexpr (kSplitColumns) {
+            add_dq(p, dq, tile, tid);
+            if (p.dq_semaphore && slot == 0) pending[0] = tile;
+          } else {
+            reduce_dq(p, smem, dq, tile, p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
+          }
+        }
+        if (kSplitColumns && p.dq_semaphore && !publish_late(p)) {
+          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+          publish_dq(p, pending[0], tid);
         }
       }
     }

@@ -32,6 +32,12 @@ __device__ __forceinline__ void red_add_f32x4(float* dst, float a, float b, floa
   asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 }
 
+// Adds to a counter after every write this thread has seen (its own, and those a barrier ordered
+// before): the release half of a flag handed between CTAs.
+__device__ __forceinline__ void red_release_add(int* addr, int v) {
+  asm volatile("fence.acq_rel.gpu;\n\tred.relaxed.gpu.global.add.s32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+}
+
 __device__ __forceinline__ int load_acquire(const int* addr) {
   int v;
   asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(addr) : "memory");

@@ -92,13 +92,15 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   const rows = batch * headsQ * padded;
   // One semaphore per 64 x 64 dQ tile.
   const semaphores = deterministic ? (rows * headDim) / 4096 : 0;
-  // The deterministic orders that follow the CTAs' arrival make a CTA wait on CTAs of its head
-  // with higher indices, which is safe only when all of a head's CTAs are resident at once (one
-  // CTA per SM); otherwise dQ tiles take key blocks in ascending order.
+  // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
+  // (unmasked), a CTA waits on CTAs of its head with higher and lower indices, which is safe only
+  // when all of a head's CTAs are resident at once (one CTA per SM); otherwise dQ tiles take key
+  // blocks in ascending order. Under a mask the kernel dispatches key blocks in descending order,
+  // the order of arrival, so a CTA waits only on CTAs dispatched before it, at any size.
   const unmasked = opts.windowLeft < 0 && opts.windowRight < 0;
   const fits = numNBlocks <= ctx.multiprocessorCount;
   const rotated = unmasked && (!deterministic || fits);
-  const arrivalOrder = deterministic && !unmasked && fits;
+  const arrivalOrder = deterministic && !unmasked;
 
   const rowBytes = rows * 4;
   const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + semaphores * 4);
