@@ -25,7 +25,9 @@ for (const [element, headDims] of Object.entries(LONG)) {
   for (const headDim of headDims) VARIANTS.push({ element, headDim, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
 }
 // The three-warpgroup tile of unmasked problems (TileConfigTall; SEQUENCE_TILES in src/cuda/kernels.ts).
-for (const element of ['bf16', 'fp16']) VARIANTS.push({ element, headDim: 128, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });
+for (const element of ['bf16', 'fp16']) {
+  for (const headDim of [64, 128]) VARIANTS.push({ element, headDim, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });
+}
 // Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 for (const element of ['bf16', 'fp16']) {

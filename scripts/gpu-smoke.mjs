@@ -16,7 +16,8 @@ const cases = [
   // The sequence tiles (SEQUENCE_TILES in src/cuda/kernels.ts), few keys to stay quick under the tools.
   { b: 1, sq: 2050, sk: 600, hq: 1, hkv: 1, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 8200, sk: 200, hq: 3, hkv: 1, d: 128, causal: true, dtype: 'bfloat16' },
-  // Head dim 128's three-warpgroup tile (unmasked), more tiles than CTAs.
+  // The three-warpgroup tiles of unmasked problems, more tiles than CTAs.
+  { b: 2, sq: 1000, sk: 300, hq: 16, hkv: 4, d: 64, causal: false, dtype: 'bfloat16' },
   { b: 2, sq: 2100, sk: 300, hq: 8, hkv: 2, d: 128, causal: false, dtype: 'float16' },
   // More tiles than CTAs at head dim 256: O's staging buffer is reused from tile to tile.
   { b: 2, sq: 1500, sk: 300, hq: 8, hkv: 4, d: 256, causal: false, dtype: 'bfloat16' },

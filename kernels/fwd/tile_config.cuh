@@ -65,10 +65,11 @@ struct TileConfigLong<128> : TileConfig<128> {
   static constexpr bool kPingpong = true;
 };
 
-// Head dim 128 without a mask from seqlen_q 2048 (before the long tile in the host's table): three
-// consumer warpgroups (block M 192) without intra-warpgroup overlap or pingpong, which fit in 160
-// registers because P is packed as S dies; the warp schedulers interleave the three warpgroups'
-// softmax and GEMMs. H100, bf16 (session 7), medians of 5 interleaved rounds against the default and
+// Unmasked problems, at head dim 128 from seqlen_q 2048 (before the long tile in the host's table)
+// and at head dim 64 from 512 to 2047: three consumer warpgroups (block M 192) without
+// intra-warpgroup overlap or pingpong, which fit in 160 registers because P is packed as S dies; the
+// warp schedulers interleave the three warpgroups' softmax and GEMMs.
+// Head dim 128: H100, bf16 (session 7), medians of 5 interleaved rounds against the default and
 // long tiles: 593 vs 565 at 2k, 596 vs 568 at 4k, 619 vs 622 at 8k, 633 vs 617 at 16k; it loses at
 // 512-1k (469 vs 480, 524 vs 534) and under the causal mask (254 vs 304 at 512, 457 vs 481 at 2k,
 // 591 vs 611 at 16k), where the taller block pads and masks more. With pingpong: 530-583.
@@ -80,6 +81,15 @@ template <>
 struct TileConfigTall<128> : TileConfig<128> {
   static constexpr int kConsumerWarpgroups = 3;
   static constexpr bool kPingpong = false;
+  static constexpr bool kIntraOverlap = false;
+};
+
+// Head dim 64, H100 bf16 (session 7), against the default tile in one run: 374 vs 355 at 512, 403 vs
+// 393 at 1k, 454 vs 450 at 2k (the long tile there, three warpgroups with overlap); causal 200 vs 230
+// at 512, 264 vs 300 at 1k. Block N 192 on two warpgroups instead: 286, 336, 388.
+template <>
+struct TileConfigTall<64> : TileConfig<64> {
+  static constexpr int kConsumerWarpgroups = 3;
   static constexpr bool kIntraOverlap = false;
 };
 

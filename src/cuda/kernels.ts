@@ -68,6 +68,7 @@ export interface SequenceTile {
  */
 export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
+  { variant: 'tall', fp8: false, headDim: 64, minSeqlenQ: 512, unmasked: true, blockM: 192, blockN: 128 },
   { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, unmasked: true, blockM: 192, blockN: 128 },
   { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },

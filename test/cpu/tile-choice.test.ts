@@ -17,6 +17,14 @@ describe('forward tile choice by problem size and mask', () => {
     }
   });
 
+  it('gives head dim 64 the three-warpgroup tile without overlap only unmasked from 512 rows, and the long one from 2048', () => {
+    assert.equal(forwardVariantFor('bfloat16', 64, 511, UNMASKED), 'default');
+    assert.equal(forwardVariantFor('bfloat16', 64, 1024, UNMASKED), 'tall');
+    assert.equal(forwardVariantFor('bfloat16', 64, 1024, CAUSAL), 'default');
+    assert.equal(forwardVariantFor('bfloat16', 64, 2048, UNMASKED), 'long');
+    assert.equal(forwardVariantFor('bfloat16', 64, 2048, WINDOW), 'long');
+  });
+
   it('gives head dim 128 the three-warpgroup tile only without a mask', () => {
     for (const s of [2048, 4096, 8192, 16384]) assert.equal(forwardVariantFor('float16', 128, s, UNMASKED), 'tall');
     assert.equal(forwardVariantFor('bfloat16', 128, 1024, UNMASKED), 'default');

@@ -52,7 +52,9 @@ const CASES: Case[] = [
   { b: 1, sq: 2048, sk: 2500, hq: 2, hkv: 2, d: 64, causal: false, dtype: 'bfloat16', window: [300, 50] },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 256, causal: true, dtype: 'bfloat16' },
   { b: 1, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: true, dtype: 'float16' },
-  // Head dim 128's three-warpgroup tile (unmasked from 2048 rows): 2100 rows end 180 into a 192-row block.
+  // The three-warpgroup tiles of unmasked problems (d=64 from 512 rows, d=128 from 2048): 700 rows
+  // end 124 into a 192-row block, 2100 rows 180.
+  { b: 2, sq: 700, sk: 900, hq: 4, hkv: 2, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
   { b: 2, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
 ];
