@@ -8,7 +8,8 @@
 import '../dist/src/index.js';
 import { parseArgs } from 'node:util';
 import { BenchBuffers, timeCudaForward } from '../dist/src/bench/cudaTiming.js';
-import { paperGrid, tflops } from '../dist/src/bench/grid.js';
+import { median, paperGrid, tflops } from '../dist/src/bench/grid.js';
+import { timeInterleaved } from '../dist/src/bench/interleave.js';
 import { CudaContext } from '../dist/src/cuda/context.js';
 import { ABLATION_SCHEDULES } from '../dist/src/cuda/kernels.js';
 import { planForward } from '../dist/src/cuda/forward.js';
@@ -94,29 +95,26 @@ if (values.check || values['check-only']) {
 const rounds = Number(values.rounds);
 const buffers = new BenchBuffers(dtype, qTerms * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim)), 1);
 console.log(`tune on ${CudaContext.get(0).name}, ${values.dtype === 'fp8x2' ? 'e4m3, two-term q' : dtype}, TFLOPS: median [min-max] of ${rounds} interleaved rounds`);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 for (const p of points) {
   const label = `d=${p.headDim} s=${p.seqlen} b=${p.batch} h=${p.heads} ${p.causal ? 'causal' : 'full'}`;
-  // Builds alternate, starting one later each round, so that drifts of the card's clock or
-  // temperature within a point fall on every build alike.
-  const runs = new Map(variants.map((v) => [v, []]));
-  const failed = new Map();
-  for (let r = 0; r < rounds; ++r) {
-    for (let j = 0; j < variants.length; ++j) {
-      const variant = variants[(j + r) % variants.length];
-      if (failed.has(variant)) continue;
-      try {
-        runs.get(variant).push(tflops(p, timeCudaForward(buffers, p, timing, variant, qTerms)));
-      } catch (e) {
-        failed.set(variant, e.message.split('\n')[0].slice(0, 80));
-      }
-    }
-  }
+  // Builds alternate in rounds (timeInterleaved), so that drifts of the card's clock or
+  // temperature within a point fall on every build alike; each build's time in a round is the
+  // median of `timing.repetitions`, and a build that fails sits out the remaining rounds.
+  const contenders = variants.map((variant) => ({
+    name: variant,
+    mayRefuse: true,
+    time: () => timeCudaForward(buffers, p, timing, variant, qTerms),
+  }));
+  const results = await timeInterleaved(contenders, { ...timing, repetitions: rounds });
   for (const variant of variants) {
-    const xs = runs.get(variant);
-    const cell = failed.has(variant)
-      ? `n/a (${failed.get(variant)})`
-      : `${median(xs).toFixed(1).padStart(7)} [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
+    const r = results.get(variant);
+    let cell;
+    if ('error' in r) {
+      cell = `n/a (${r.error.split('\n')[0].slice(0, 80)})`;
+    } else {
+      const xs = r.samples.map((ms) => tflops(p, ms));
+      cell = `${median(xs).toFixed(1).padStart(7)} [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
+    }
     console.log(`${label.padEnd(34)} ${variant.padEnd(16)} ${cell}`);
   }
 }

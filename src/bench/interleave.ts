@@ -23,7 +23,8 @@ export interface Contender {
   mayRefuse?: boolean;
 }
 
-export type ContenderResult = { ms: number } | { error: string };
+/** A contender's median round and every round's time (ms, in round order), or why it sat out. */
+export type ContenderResult = { ms: number; samples: number[] } | { error: string };
 
 export async function timeInterleaved(contenders: readonly Contender[], timing: TimingOptions): Promise<Map<string, ContenderResult>> {
   const round: TimingOptions = { ...timing, repetitions: 1 };
@@ -44,7 +45,8 @@ export async function timeInterleaved(contenders: readonly Contender[], timing: 
   return new Map(
     contenders.map((c): [string, ContenderResult] => {
       const error = refused.get(c.name);
-      return [c.name, error !== undefined ? { error } : { ms: median(samples.get(c.name)!) }];
+      const times = samples.get(c.name)!;
+      return [c.name, error !== undefined ? { error } : { ms: median(times), samples: times }];
     }),
   );
 }

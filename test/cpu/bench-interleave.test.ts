@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { timeInterleaved, type Contender } from '../../src/bench/interleave.js';
+import { timeInterleaved, type Contender, type ContenderResult } from '../../src/bench/interleave.js';
 import { interleavedPeerTimes, PeerRefusal, PeerServer } from '../../src/bench/peers.js';
 import { timeGridWithPeers } from '../../src/cli/benchGrid.js';
 
@@ -32,7 +32,11 @@ describe('interleaved timing', () => {
     const results = await timeInterleaved([contender('a', [5, 1, 3, 9]), contender('b', [2, 8, 4, 6]), contender('c', [7, 7, 1, 7])], TIMING);
     assert.deepEqual(order, ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b', 'a', 'b', 'c']);
     assert.ok(seen.every((r) => r === 1), 'each round is one timed repetition');
-    assert.deepEqual(Object.fromEntries(results), { a: { ms: 4 }, b: { ms: 5 }, c: { ms: 7 } });
+    assert.deepEqual(Object.fromEntries(results), {
+      a: { ms: 4, samples: [5, 1, 3, 9] },
+      b: { ms: 5, samples: [2, 8, 4, 6] },
+      c: { ms: 7, samples: [7, 7, 1, 7] },
+    });
   });
 
   it('lets a peer refuse (it sits out the remaining rounds) but stops on flash3\'s own failure', async () => {
@@ -49,8 +53,8 @@ describe('interleaved timing', () => {
     const results = await timeInterleaved([ok, refuses], TIMING);
     assert.equal(refusals, 1);
     assert.deepEqual(results.get('peer'), { error: 'not supported' });
-    assert.deepEqual(results.get('flash3'), { ms: 1.5 });
-    assert.deepEqual(interleavedPeerTimes(new Map([['cudnn', { ms: 2 }], ['flash', { error: 'no' }]])), { cudnnMs: 2, flashMs: null, errors: { flash: 'no' } });
+    assert.deepEqual(results.get('flash3'), { ms: 1.5, samples: [1.5, 1.5, 1.5, 1.5] });
+    assert.deepEqual(interleavedPeerTimes(new Map<string, ContenderResult>([['cudnn', { ms: 2, samples: [2] }], ['flash', { error: 'no' }]])), { cudnnMs: 2, flashMs: null, errors: { flash: 'no' } });
 
     const fails: Contender = {
       name: 'flash3',
