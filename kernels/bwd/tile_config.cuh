@@ -1,6 +1,6 @@
-// Backward tiles per head dim. Each consumer warpgroup owns 64 keys of the CTA's key block and
-// keeps their dK and dV in registers for up to 128 head-dim columns; wider heads run the query
-// loop once per 128 columns (recomputing S and dP), which keeps every accumulator in registers.
+// Backward tiles per head dim. Each consumer warpgroup keeps dK and dV in registers for 64 keys
+// and up to 128 head-dim columns: at head dim 64/128 the warpgroups own 64 keys each of the CTA's
+// key block; at 256 they share the CTA's 64 keys and split the columns (BwdKernel::kSplitColumns).
 #pragma once
 
 namespace flash3 {
