@@ -1,19 +1,59 @@
 #!/usr/bin/env bash
-# Nsight Compute on one forward launch per spec, for the GPU machine (after ../shared/device/stage):
-#   source .device/env.sh && bash scripts/profile.sh fp8:default:128:16384:full bf16:default:256:1024:causal
-# Each spec is DTYPE:VARIANT:HEADDIM:SEQLEN:full|causal (the paper grid's batch and heads); the
-# full report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed.
+# Nsight Compute on one launch per spec, for the GPU machine (after ../shared/device/stage):
+#   source .device/env.sh && bash scripts/profile.sh fp8:default:128:16384:full bwd:bf16:128:2048:full cudnn:bwd:128:2048:full
+# Specs (HEADDIM:SEQLEN on the paper grid's batch and heads; MASK full or causal):
+#   DTYPE:VARIANT:HEADDIM:SEQLEN:MASK       flash3's forward (a tuning build by name, or default)
+#   bwd:DTYPE:HEADDIM:SEQLEN:MASK           flash3's backward main kernel (default mode)
+#   cudnn|flash:fwd|bwd:HEADDIM:SEQLEN:MASK  PyTorch SDPA's cuDNN or FA2 kernel, bf16, through bench/peers.py
+# The report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed. With
+# SOURCE=1 the per-instruction SASS with its stall samples goes to $OUT/ncu-<spec>-sass.csv too
+# (source counters: which instructions the warps wait at, and for what).
 set -uo pipefail
 out=${OUT:-/tmp/flash3-out}
 mkdir -p "$out"
+sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats
+  --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,smsp__inst_executed.sum,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active)
+
+# One request to bench/peers.py (greeting, one timed call after two warm-up calls, then EOF).
+peer_request() {
+  local backend=$1 pass=$2 headdim=$3 seqlen=$4 mask=$5
+  local backward=false causal=false
+  [ "$pass" = bwd ] && backward=true
+  [ "$mask" = causal ] && causal=true
+  printf '{"op":"time","backend":"%s","dtype":"bfloat16","backward":%s,"point":{"batch":%d,"seqlen":%d,"heads":%d,"headDim":%d,"causal":%s},"warmup":2,"iterations":1,"repetitions":1}\n' \
+    "$backend" "$backward" $((16384 / seqlen)) "$seqlen" $((2048 / headdim)) "$headdim" "$causal"
+}
+
 for spec in "$@"; do
-  IFS=: read -r dtype variant headdim seqlen mask <<<"$spec"
-  report="$out/ncu-${spec//:/-}.txt"
-  # tune.mjs warms up 5 launches before timing; profile the first timed one.
-  ncu --kernel-name flash3_fwd --launch-skip 5 --launch-count 1 \
-    --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
-    --metrics sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active \
-    node scripts/tune.mjs --dtype "$dtype" --variants "$variant" --points "$headdim:$seqlen:$mask" >"$report" 2>&1
+  IFS=: read -r a b c d e <<<"$spec"
+  name="ncu-${spec//:/-}"
+  report="$out/$name.txt"
+  keep=()
+  [ "${SOURCE:-0}" = 1 ] && keep=(--section SourceCounters -f -o "$out/$name")
+  case "$a" in
+    bwd)
+      # The bench runs the default mode first in the first round: 2 warm-up calls, then the timed one.
+      ncu --kernel-name flash3_bwd --launch-skip 2 --launch-count 1 "${sections[@]}" "${keep[@]}" \
+        node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
+        --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 2 --iters 1 >"$report" 2>&1 ;;
+    cudnn | flash)
+      # peers.py calls once to check the shape, then warms up twice: the fourth launch is timed.
+      case "$a:$b" in
+        cudnn:fwd) kernel='regex:fprop' ;;
+        cudnn:bwd) kernel='regex:bprop' ;;
+        flash:fwd) kernel='regex:flash_fwd' ;;
+        flash:bwd) kernel='regex:flash_bwd_dq_dk_dv' ;;
+      esac
+      peer_request "$a" "$b" "$c" "$d" "$e" | ncu --kernel-name "$kernel" --launch-skip 3 --launch-count 1 \
+        "${sections[@]}" "${keep[@]}" python3 bench/peers.py >"$report" 2>&1 ;;
+    *)
+      # tune.mjs warms up 5 launches before timing; profile the first timed one.
+      ncu --kernel-name flash3_fwd --launch-skip 5 --launch-count 1 "${sections[@]}" "${keep[@]}" \
+        node scripts/tune.mjs --dtype "$a" --variants "$b" --points "$c:$d:$e" >"$report" 2>&1 ;;
+  esac
   echo "== $spec"
-  grep -E "pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Duration" "$report" | head -12
+  grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -14
+  if [ "${SOURCE:-0}" = 1 ] && [ -f "$out/$name.ncu-rep" ]; then
+    ncu --import "$out/$name.ncu-rep" --page source --csv --print-source sass >"$out/$name-sass.csv" 2>&1
+  fi
 done
