@@ -396,6 +396,12 @@ struct BwdKernel {
     return (head_tiles + m) * kPanels + pass * kChunkPanels + piece;
   }
 
+  // Deterministic mode: spins until dQ tile `index` has taken the contributions ranked before `rank`.
+  __device__ static void wait_for_turn(const BwdParams& p, int index, int rank) {
+    while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
+    }
+  }
+
   // The dQ tile `index` (of query block m, a 64-column piece) as the accumulator holds it: staged in
   // this warpgroup's buffer, which the caller has made free, and added to the float32 buffer by one
   // bulk reduction that thread 0 issues (in deterministic mode once the tile's semaphore reaches
@@ -411,8 +417,7 @@ struct BwdKernel {
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
     if (tid == 0) {
       if (p.dq_semaphore) {
-        while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
-        }
+        wait_for_turn(p, index, rank);
         ptx::fence_proxy_async_global();
         pending = index;
       }
@@ -426,10 +431,7 @@ struct BwdKernel {
   // step orders both. Thread 0 waits for the turn (while the first piece's GEMM runs); the others
   // join it at the barrier.
   __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
-    if (tid == 0) {
-      while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
-      }
-    }
+    if (tid == 0) wait_for_turn(p, index, rank);
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
   }
 
@@ -498,12 +500,12 @@ struct BwdKernel {
         key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(ds_buffer(step, wg)) + key_group(wg) * 64 * 128, wg,
                       tid, false);
 
-        // Thread 0 of each warpgroup owns its dQ tile's bulk reductions: the staging tile must
-        // have been read before it is rewritten, and in deterministic mode the last step's
-        // reductions must be complete before their semaphores let the next key block in. Both are
-        // waited for only now, a step after the reductions were issued.
-        // Both warpgroups' dS^T are in shared memory, and the dQ staging tiles are free (split
-        // columns: this warpgroup's dS^T, which only it reads, and the last step's adds are done).
+        // Both warpgroups' dS^T are in shared memory (split columns: this warpgroup's, which only it
+        // reads). Staged dQ: thread 0 of each warpgroup owns its tile's bulk reductions, so the
+        // staging tile must have been read before it is rewritten, and in deterministic mode the
+        // last step's reductions must be complete before their semaphores let the next key block
+        // in; both are waited for only now, a step after the reductions were issued. Split columns:
+        // the barrier follows the last step's adds, whose turn then goes on.
         if constexpr (kSplitColumns) {
           ptx::named_barrier_sync(kBarEpilogue + wg, 128);
           publish_dq(p, pending[0], tid);

@@ -11,7 +11,7 @@ import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
 import { checkTmaLayout, tensorMap } from './forward.js';
-import { backwardCubinPath, type KernelElement } from './kernels.js';
+import { backwardCubinPath, isMasked, type KernelElement } from './kernels.js';
 import { KernelModule, type KernelArg, type KernelFunction } from './module.js';
 
 export interface BackwardKernel {
@@ -97,7 +97,7 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   // when all of a head's CTAs are resident at once (one CTA per SM); otherwise dQ tiles take key
   // blocks in ascending order. Under a mask the kernel dispatches key blocks in descending order,
   // the order of arrival, so a CTA waits only on CTAs dispatched before it, at any size.
-  const unmasked = opts.windowLeft < 0 && opts.windowRight < 0;
+  const unmasked = !isMasked(opts);
   const fits = numNBlocks <= ctx.multiprocessorCount;
   const rotated = unmasked && (!deterministic || fits);
   const arrivalOrder = deterministic && !unmasked;

@@ -76,15 +76,20 @@ export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: true, headDim: 128, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
 ];
 
-/** The mask of a problem as the tile choice sees it (ResolvedOptions and CpuProblem have it). */
+/** The mask of a problem as the kernels see it (ResolvedOptions and CpuProblem have it). */
 export interface MaskWindow {
   windowLeft: number;
   windowRight: number;
 }
 
+/** Whether any key is masked away (causal, or a window bounded on either side). */
+export function isMasked(mask: MaskWindow): boolean {
+  return mask.windowLeft >= 0 || mask.windowRight >= 0;
+}
+
 function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): SequenceTile | undefined {
   const fp8 = typeof inputs !== 'string';
-  const masked = mask.windowLeft >= 0 || mask.windowRight >= 0;
+  const masked = isMasked(mask);
   return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked));
 }
 
