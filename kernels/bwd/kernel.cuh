@@ -285,10 +285,10 @@ struct BwdKernel {
     }
     ptx::bulk_wait_complete();
     ptx::fence_proxy_async_global();
-    __threadfence();
+    ptx::fence_acq_rel_gpu();
 #pragma unroll
     for (int i = 0; i < kPendingSlots; ++i) {
-      if (pending[i] >= 0) atomicAdd(semaphores + pending[i], 1);
+      if (pending[i] >= 0) ptx::red_relaxed_add(semaphores + pending[i], 1);
       pending[i] = -1;
     }
   }

@@ -32,10 +32,19 @@ __device__ __forceinline__ void red_add_f32x4(float* dst, float a, float b, floa
   asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 }
 
-// Adds to a counter after every write this thread has seen (its own, and those a barrier ordered
-// before): the release half of a flag handed between CTAs.
+// Orders every write this thread has seen (its own, and those a barrier ordered before) before its
+// later writes, at GPU scope: the release half of a flag handed between CTAs, lighter than
+// __threadfence()'s sequentially consistent membar.gl.
+__device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
+
+__device__ __forceinline__ void red_relaxed_add(int* addr, int v) {
+  asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+}
+
+// Adds to a counter after every write this thread has seen: a flag handed between CTAs.
 __device__ __forceinline__ void red_release_add(int* addr, int v) {
-  asm volatile("fence.acq_rel.gpu;\n\tred.relaxed.gpu.global.add.s32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+  fence_acq_rel_gpu();
+  red_relaxed_add(addr, v);
 }
 
 __device__ __forceinline__ int load_acquire(const int* addr) {
