@@ -45,21 +45,26 @@ function queryBlocks(n) {
 
 function simulate(withSemaphores) {
   const M = Math.ceil(sq / BM), N = Math.ceil(sk / BN);
-  const fits = N <= slots;
-  const rotate = left < 0 && right < 0 && fits;
-  // Arrival order dispatches each head's key blocks in descending order (kernels/bwd this_block).
-  const arrival = values.order === 'arrival' && !rotate;
+  // Arrival order: unmasked, key blocks rotate in groups that fit the slots (kernels/bwd
+  // rotation_group), ranked group by group and by arrival within a group; masked, each head's key
+  // blocks are dispatched in descending order (this_block) and ranked so.
+  const unmasked = left < 0 && right < 0;
+  const group = Math.ceil(N / Math.ceil(N / slots));
+  const rotate = values.order === 'arrival' && unmasked;
+  const arrival = values.order === 'arrival' && !unmasked;
   const ctas = [];
   for (let g = 0; g < groups; g++) {
     for (let i = 0; i < N; i++) {
       const n = arrival ? N - 1 - i : i;
       const [mMin, mMax] = queryBlocks(n);
-      const rotation = rotate ? Math.trunc((n * M) / N) : 0;
+      const first = Math.trunc(n / group) * group;
+      const size = Math.min(group, N - first);
+      const rotation = rotate ? Math.trunc(((n - first) * M) / size) : 0;
       const steps = [];
       for (let t = 0; t < mMax - mMin; t++) {
         const m = mMin + ((rotation + t) % (mMax - mMin));
         let rank;
-        if (rotate) rank = (Math.min(N, Math.ceil(((m + 1) * N) / M)) - 1 - n + N) % N;
+        if (rotate) rank = first + ((Math.min(size, Math.ceil(((m + 1) * size) / M)) - 1 - (n - first) + size) % size);
         else {
           const [nLo, nHi] = keyBlocks(m);
           rank = arrival ? nHi - 1 - n : n - nLo;

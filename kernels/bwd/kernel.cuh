@@ -143,8 +143,22 @@ struct BwdKernel {
     b.range = query_block_range<kBlockM, kBlockN>(b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
     // Unmasked, every key block visits every query block: starting each at its own offset keeps
     // the CTAs of a head on different dQ rows (fewer collisions; no waiting in deterministic mode).
-    if (p.rotate) b.rotation = int((long long)b.n_block * p.num_m_blocks / p.num_n_blocks);
+    if (p.rotate) {
+      const RotationGroup g = rotation_group(b.n_block, p);
+      b.rotation = int((long long)(b.n_block - g.first) * p.num_m_blocks / g.size);
+    }
     return b;
+  }
+
+  // Rotated key blocks form groups of p.rotate consecutive ones (the last may be smaller), each
+  // spreading its starts over the query blocks; one group per head unless deterministic mode needs
+  // groups that fit the GPU at once (see dq_rank).
+  struct RotationGroup {
+    int first, size;
+  };
+  __device__ static RotationGroup rotation_group(int n_block, const BwdParams& p) {
+    const int first = n_block / p.rotate * p.rotate;
+    return {first, min(p.rotate, p.num_n_blocks - first)};
   }
 
   __device__ static int visit(const Block& b, int t, const BwdParams& p) {
@@ -154,21 +168,21 @@ struct BwdKernel {
 
   // Position of this key block among the contributors to a dQ tile of query block m. In
   // deterministic mode the tile takes contributions in this order, which the host picks as the
-  // order in which the CTAs of a head reach m: by arrival step when rotated (the CTA whose offset is
-  // nearest below m first; it waits on CTAs with higher and lower indices, so the host rotates only
-  // when all CTAs of a head fit the GPU at once), by descending key block under a mask (later key
-  // blocks start at later query blocks, so they get to m in fewer steps; dispatched in that order,
-  // see this_block). Unmasked problems too large to fit take ascending key blocks, which only ever
-  // waits on earlier CTAs.
+  // order in which the CTAs of a head reach m: rotated, group by group, and within a group by
+  // arrival step (the CTA whose offset is nearest below m first; it waits on CTAs of its group with
+  // higher and lower indices, so the host makes a group no larger than the GPU holds at once: the
+  // CTAs it waits on are then earlier groups' or its own group's, which gets dispatched whole as
+  // earlier CTAs finish); under a mask by descending key block (later key blocks start at later
+  // query blocks, so they get to m in fewer steps; dispatched in that order, see this_block).
   __device__ static int dq_rank(const Block& b, int m, const BwdParams& p) {
     if (p.rotate) {
-      const int n = p.num_n_blocks;
-      const int started = min(n, int(((long long)(m + 1) * n + p.num_m_blocks - 1) / p.num_m_blocks));
-      return (started - 1 - b.n_block + n) % n;
+      const RotationGroup g = rotation_group(b.n_block, p);
+      const int started = min(g.size, int(((long long)(m + 1) * g.size + p.num_m_blocks - 1) / p.num_m_blocks));
+      return g.first + (started - 1 - (b.n_block - g.first) + g.size) % g.size;
     }
     const BlockRange keys =
         key_block_range<kBlockM, kBlockN>(m, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-    return p.arrival_order ? keys.n_max - 1 - b.n_block : b.n_block - keys.n_min;
+    return keys.n_max - 1 - b.n_block;
   }
 
   __device__ static void run(const BwdParams& p) {
@@ -445,15 +459,13 @@ struct BwdKernel {
   }
 
   // Passes the turn of tile `pending` (split columns) to the next key block, by thread 0 after a
-  // barrier that follows every thread's adds. When the order follows the CTAs' arrival (rotated, or
-  // arrival_order) the next contributor gets to the tile a step later, so the caller publishes a
-  // step late, when the adds are long done; in ascending order it waits at once (a step's lag
-  // would add up over the CTAs of a head).
+  // barrier that follows every thread's adds. The order follows the CTAs' arrival, so the next
+  // contributor gets to the tile about a step later: the caller publishes a step late, when the
+  // adds are long done.
   __device__ static void publish_dq(const BwdParams& p, int& pending, int tid) {
     if (tid == 0 && pending >= 0) ptx::red_release_add(p.dq_semaphore + pending, 1);
     pending = -1;
   }
-  __device__ static bool publish_late(const BwdParams& p) { return p.rotate || p.arrival_order; }
 
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
@@ -546,10 +558,6 @@ struct BwdKernel {
           } else {
             reduce_dq(p, smem, dq, tile, p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
           }
-        }
-        if (kSplitColumns && p.dq_semaphore && !publish_late(p)) {
-          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-          publish_dq(p, pending[0], tid);
         }
       }
     }

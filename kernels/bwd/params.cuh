@@ -28,7 +28,7 @@ struct BwdParams {
   float softmax_scale;
   int num_m_blocks;  // query blocks of 64 rows; seqlen_q_padded = 64 * num_m_blocks
   int num_n_blocks;  // key blocks (one CTA each per kv head and batch)
-  int rotate;         // visit query blocks starting at a per-CTA offset (unmasked problems only)
+  int rotate;         // unmasked: key blocks per rotation group, each starting at its own query block; 0 = off
   int arrival_order;  // deterministic, masked: dQ tiles take key blocks in descending order
 };
 

@@ -93,13 +93,14 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   // One semaphore per 64 x 64 dQ tile.
   const semaphores = deterministic ? (rows * headDim) / 4096 : 0;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
-  // (unmasked), a CTA waits on CTAs of its head with higher and lower indices, which is safe only
-  // when all of a head's CTAs are resident at once (one CTA per SM); otherwise dQ tiles take key
-  // blocks in ascending order. Under a mask the kernel dispatches key blocks in descending order,
-  // the order of arrival, so a CTA waits only on CTAs dispatched before it, at any size.
+  // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
+  // safe when a group fits the GPU at once (one CTA per SM): a head's key blocks rotate in as few
+  // groups as fit, each taking its turn at every dQ tile after the groups before it. Under a mask
+  // the kernel dispatches key blocks in descending order, the order of arrival, so a CTA waits
+  // only on CTAs dispatched before it, at any size.
   const unmasked = !isMasked(opts);
-  const fits = numNBlocks <= ctx.multiprocessorCount;
-  const rotated = unmasked && (!deterministic || fits);
+  const groups = deterministic ? Math.ceil(numNBlocks / ctx.multiprocessorCount) : 1;
+  const rotateGroup = unmasked ? Math.ceil(numNBlocks / groups) : 0;
   const arrivalOrder = deterministic && !unmasked;
 
   const rowBytes = rows * 4;
@@ -130,7 +131,7 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
     softmaxScale: opts.softmaxScale,
     numMBlocks,
     numNBlocks,
-    rotate: rotated,
+    rotateGroup,
     arrivalOrder,
   });
   const grid: [number, number, number] = [numNBlocks, headsKv, batch];
@@ -165,7 +166,7 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
   return {
     grid,
     blockN: kernel.blockN,
-    rotated,
+    rotated: rotateGroup > 0,
     dispose: () => workspace.free(),
     launch(stream?: Stream) {
       kernel.prepare.launch({ grid: [Math.ceil(rows / rowsPerBlock), 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);

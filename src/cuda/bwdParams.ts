@@ -29,7 +29,8 @@ export interface BwdParams {
   softmaxScale: number;
   numMBlocks: number;
   numNBlocks: number;
-  rotate: boolean;
+  /** Unmasked: key blocks per rotation group (kernels/bwd/kernel.cuh dq_rank); 0 = no rotation. */
+  rotateGroup: number;
   /** Deterministic and masked: dQ tiles take key blocks in descending order. */
   arrivalOrder: boolean;
 }
@@ -46,7 +47,7 @@ export function packBwdParams(p: BwdParams): Uint8Array {
       [820, p.windowRight],
       [832, p.numMBlocks],
       [836, p.numNBlocks],
-      [840, p.rotate ? 1 : 0],
+      [840, p.rotateGroup],
       [844, p.arrivalOrder ? 1 : 0],
     ],
     f32: [[824, p.scaleLog2], [828, p.softmaxScale]],
