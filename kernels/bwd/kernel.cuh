@@ -26,8 +26,8 @@
 
 namespace flash3 {
 
-// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients.
-template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads>
+// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `DqRegisters`: see kDqRegisters.
+template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool DqRegisters>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
@@ -60,7 +60,11 @@ struct BwdKernel {
   // columns, else at most one.
   static constexpr bool kAllPieces = ConsumerWGs == 1 || kSplitColumns;
   static constexpr int kPendingSlots = kAllPieces ? kChunkPanels : 1;
-  static constexpr int kDqStagingTiles = kSplitColumns ? 0 : ConsumerWGs;
+  // dQ tiles go from registers to global memory by red.add (no staging tile, no bulk group to
+  // wait for; in deterministic mode a semaphore turn per warpgroup and step) with split columns,
+  // where shared memory has no room for staging, or when the tile table asks for it.
+  static constexpr bool kDqRegisters = kSplitColumns || DqRegisters;
+  static constexpr int kDqStagingTiles = kDqRegisters ? 0 : ConsumerWGs;
   // Schedule (FLASH3_BWD_SCHEDULE for tuning builds): 0 steps in order with a barrier of both
   // warpgroups each step; 1 handoff through mbarriers with dQ a step late, where each of two
   // warpgroups owns one dQ piece a step; 2 that with turns for S^T and dP^T. The handoff keeps a
@@ -440,16 +444,16 @@ struct BwdKernel {
     }
   }
 
-  // Split columns, deterministic mode: a warpgroup adds both dQ pieces of a step under the turn of
-  // the first (`index`), which every CTA takes in the same order, so one semaphore per warpgroup and
-  // step orders both. Thread 0 waits for the turn (while the first piece's GEMM runs); the others
+  // dQ from registers, deterministic mode: a warpgroup adds its dQ pieces of a step (both, with
+  // split columns) under the turn of the first (`index`), which every CTA takes in the same order,
+  // so one semaphore per warpgroup and step orders them. Thread 0 waits for the turn (while the first piece's GEMM runs); the others
   // join it at the barrier.
   __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
     if (tid == 0) wait_for_turn(p, index, rank);
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
   }
 
-  // The dQ tile `index` added from registers (split columns), each thread's four consecutive floats
+  // The dQ tile `index` added from registers (kDqRegisters), each thread's four consecutive floats
   // by one red.add, in the layout reduce_dq stages.
   __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int tid) {
     float* tile = p.dq_accum + size_t(index) * (kDqTileBytes / 4);
@@ -458,7 +462,7 @@ struct BwdKernel {
       ptx::red_add_f32x4(tile + 4 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
   }
 
-  // Passes the turn of tile `pending` (split columns) to the next key block, by thread 0 after a
+  // Passes the turn of tile `pending` (kDqRegisters) to the next key block, by thread 0 after a
   // barrier that follows every thread's adds. The order follows the CTAs' arrival, so the next
   // contributor gets to the tile about a step later: the caller publishes a step late, when the
   // adds are long done.
@@ -488,7 +492,7 @@ struct BwdKernel {
         handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
         steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
-      if constexpr (kSplitColumns) {
+      if constexpr (kDqRegisters) {
         ptx::named_barrier_sync(kBarEpilogue + wg, 128);
         publish_dq(p, pending[0], tid);
       } else if (tid == 0) {
@@ -512,19 +516,17 @@ struct BwdKernel {
         key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(ds_buffer(step, wg)) + key_group(wg) * 64 * 128, wg,
                       tid, false);
 
-        // Both warpgroups' dS^T are in shared memory (split columns: this warpgroup's, which only it
-        // reads). Staged dQ: thread 0 of each warpgroup owns its tile's bulk reductions, so the
-        // staging tile must have been read before it is rewritten, and in deterministic mode the
-        // last step's reductions must be complete before their semaphores let the next key block
-        // in; both are waited for only now, a step after the reductions were issued. Split columns:
-        // the barrier follows the last step's adds, whose turn then goes on.
-        if constexpr (kSplitColumns) {
-          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-          publish_dq(p, pending[0], tid);
-        } else {
-          if (tid == 0) release_dq(pending, p.dq_semaphore);
-          ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-        }
+        // After this barrier both warpgroups' dS^T are in shared memory (split columns: this
+        // warpgroup's, which only it reads). Staged dQ: thread 0 of each warpgroup owns its tile's
+        // bulk reductions, so the staging tile must have been read before it is rewritten, and in
+        // deterministic mode the last step's reductions must be complete before their semaphores
+        // let the next key block in; both are waited for only now, a step after the reductions
+        // were issued. dQ from registers: the barrier follows the last step's adds, whose turn
+        // then goes on.
+        if (!kDqRegisters && tid == 0) release_dq(pending, p.dq_semaphore);
+        if constexpr (kSplitColumns) ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        else ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
+        if constexpr (kDqRegisters) publish_dq(p, pending[0], tid);
         // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
         // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
@@ -539,7 +541,7 @@ struct BwdKernel {
         for (int slot = 0; slot < kPendingSlots; ++slot) {
           const int piece = kAllPieces ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
           if (piece >= kChunkPanels) continue;
-          if (slot > 0 && !kSplitColumns) {
+          if (slot > 0 && !kDqRegisters) {
             if (tid == 0) ptx::tma_store_wait_read();
             ptx::named_barrier_sync(kBarEpilogue + wg, 128);
           }
@@ -549,10 +551,10 @@ struct BwdKernel {
                    smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
           const int tile = dq_tile(head_tiles, m, pass, piece);
-          if (kSplitColumns && p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
+          if (kDqRegisters && p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          if constexpr (kSplitColumns) {
+          if constexpr (kDqRegisters) {
             add_dq(p, dq, tile, tid);
             if (p.dq_semaphore && slot == 0) pending[0] = tile;
           } else {
@@ -610,9 +612,20 @@ struct BwdKernel {
     ptx::wgmma_wait<0>();
     ptx::fence_registers(dq);
     ptx::mbarrier_arrive(smem.ds_empty(buf));
-    if (tid == 0) release_dq(pending, p.dq_semaphore);
-    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-    reduce_dq(p, smem, dq, tile, rank, pending[0], wg, tid);
+    if constexpr (kDqRegisters) {
+      // After every thread's adds of the last step: its turn goes on, this one's is awaited.
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      if (p.dq_semaphore) {
+        publish_dq(p, pending[0], tid);
+        await_dq_turn(p, tile, rank, wg, tid);
+        pending[0] = tile;
+      }
+      add_dq(p, dq, tile, tid);
+    } else {
+      if (tid == 0) release_dq(pending, p.dq_semaphore);
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      reduce_dq(p, smem, dq, tile, rank, pending[0], wg, tid);
+    }
   }
 
   // Barrier kBarTurn + wg opens warpgroup wg's turn; the other warpgroup opens it after its batch.
