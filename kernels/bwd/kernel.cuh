@@ -307,8 +307,8 @@ struct BwdKernel {
       const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        s[4 * i + 2 * r] = ex2(fmaf(s[4 * i + 2 * r], scale_log2, -l.x));
-        s[4 * i + 2 * r + 1] = ex2(fmaf(s[4 * i + 2 * r + 1], scale_log2, -l.y));
+        s[4 * i + 2 * r] = ptx::ex2(fmaf(s[4 * i + 2 * r], scale_log2, -l.x));
+        s[4 * i + 2 * r + 1] = ptx::ex2(fmaf(s[4 * i + 2 * r + 1], scale_log2, -l.y));
       }
     }
     if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right)) {
