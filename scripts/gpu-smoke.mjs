@@ -34,6 +34,8 @@ const cases = [
   // FP8 d=128's long tile (three warpgroups), more tiles than CTAs, and its accuracy mode.
   { b: 1, sq: 2100, sk: 300, hq: 15, hkv: 3, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
   { b: 1, sq: 2100, sk: 300, hq: 3, hkv: 1, d: 128, causal: false, dtype: 'float16', fp8: { hadamard: true, terms: 2 } },
+  // Soft-capped scores.
+  { b: 1, sq: 200, sk: 333, hq: 4, hkv: 2, d: 128, causal: true, dtype: 'bfloat16', softcap: 2 },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {
@@ -43,11 +45,11 @@ for (const [i, c] of cases.entries()) {
   // FP8 runs on device tensors so the quantization kernels run too.
   const gpu = c.fp8
     ? attention(q.cuda(), k.cuda(), v.cuda(), { causal: c.causal, backend: 'cuda', fp8: c.fp8 })
-    : attention(q, k, v, { causal: c.causal, backend: 'cuda' });
-  const ref = attention(q, k, v, { causal: c.causal, backend: 'cpu' });
+    : attention(q, k, v, { causal: c.causal, softcap: c.softcap ?? 0, backend: 'cuda' });
+  const ref = attention(q, k, v, { causal: c.causal, softcap: c.softcap ?? 0, backend: 'cpu' });
   const err = relativeError(gpu.out.cpu().toFloat64Array(), ref.out.toFloat64Array());
   const ok = err < (c.fp8 ? 8e-2 : 2e-2);
   if (!ok) failed++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.dtype}${c.fp8 ? ' fp8' : ''} d=${c.d} sq=${c.sq} sk=${c.sk} causal=${c.causal} rel err ${err.toExponential(2)}`);
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.dtype}${c.fp8 ? ' fp8' : ''} d=${c.d} sq=${c.sq} sk=${c.sk} causal=${c.causal}${c.softcap ? ` softcap ${c.softcap}` : ''} rel err ${err.toExponential(2)}`);
 }
 process.exit(failed ? 1 : 0);

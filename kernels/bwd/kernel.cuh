@@ -13,6 +13,7 @@
 #include "../fwd/epilogue.cuh"
 #include "../fwd/fragments.cuh"
 #include "../fwd/pipeline.cuh"
+#include "../fwd/softcap.cuh"
 #include "../fwd/softmax.cuh"
 #include "../ptx/bulk.cuh"
 #include "../ptx/mbarrier.cuh"
@@ -311,17 +312,21 @@ struct BwdKernel {
     }
   }
 
-  // P^T = exp2(S^T scale_log2 - lse_log2[query]) in place of S^T, masked where the block needs it.
+  // P^T = exp2(S^T scale_log2 - lse_log2[query]) in place of S^T (soft-capped: exp2(tanh(S^T
+  // softcap_scale) softcap_log2 - lse_log2)), masked where the block needs it.
   __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, int stage, int m,
                                        float (&s)[kBlockM / 2], int wg, int tid) {
     const int warp = tid / 32, lane = tid % 32;
+    const bool capped = p.softcap_scale != 0.f;
+    if (capped) soft_cap(s, p.softcap_scale);
+    const float scale_log2 = capped ? p.softcap_log2 : p.scale_log2;
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        s[4 * i + 2 * r] = ex2(fmaf(s[4 * i + 2 * r], p.scale_log2, -l.x));
-        s[4 * i + 2 * r + 1] = ex2(fmaf(s[4 * i + 2 * r + 1], p.scale_log2, -l.y));
+        s[4 * i + 2 * r] = ptx::ex2(fmaf(s[4 * i + 2 * r], scale_log2, -l.x));
+        s[4 * i + 2 * r + 1] = ptx::ex2(fmaf(s[4 * i + 2 * r + 1], scale_log2, -l.y));
       }
     }
     if (block_needs_mask<kBlockM, kBlockN>(m, b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right)) {
@@ -330,17 +335,24 @@ struct BwdKernel {
     }
   }
 
-  // dS^T = P^T (dP^T - D[query]) in place of dP^T.
-  __device__ static void score_gradients(const Smem& smem, int stage, const float (&s)[kBlockM / 2],
+  // dS^T = P^T (dP^T - D[query]) in place of dP^T, times the soft-cap's slope where capped.
+  __device__ static void score_gradients(const BwdParams& p, const Smem& smem, int stage, const float (&s)[kBlockM / 2],
                                          float (&dp)[kBlockM / 2], int tid) {
     const int lane = tid % 32;
+    const bool capped = p.softcap_scale != 0.f;
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 d = ptx::ld_shared_f32x2(smem.dpsum(stage) + 8 * (4 * i + lane % 4));
+      float2 slope = {1.f, 1.f};
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        dp[4 * i + 2 * r] = s[4 * i + 2 * r] * (dp[4 * i + 2 * r] - d.x);
-        dp[4 * i + 2 * r + 1] = s[4 * i + 2 * r + 1] * (dp[4 * i + 2 * r + 1] - d.y);
+        if (capped) {
+          const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
+          slope = {softcap_slope(s[4 * i + 2 * r], l.x, p.softcap_inv_log2),
+                   softcap_slope(s[4 * i + 2 * r + 1], l.y, p.softcap_inv_log2)};
+        }
+        dp[4 * i + 2 * r] = s[4 * i + 2 * r] * (dp[4 * i + 2 * r] - d.x) * slope.x;
+        dp[4 * i + 2 * r + 1] = s[4 * i + 2 * r + 1] * (dp[4 * i + 2 * r + 1] - d.y) * slope.y;
       }
     }
   }
@@ -384,7 +396,7 @@ struct BwdKernel {
       ptx::wgmma_commit();
       ptx::wgmma_wait<1>();
       ptx::fence_registers(dp);
-      score_gradients(smem, stage, s, dp, tid);
+      score_gradients(p, smem, stage, s, dp, tid);
       pack_fragments<T>(dp, ds_frag);
       store_ds(ds_frag, ds_tile, tid);
       ptx::wgmma_fence();
@@ -393,7 +405,7 @@ struct BwdKernel {
       ptx::fence_registers(s);
       ptx::fence_registers(dp);
       probabilities(p, b, smem, stage, m, s, wg, tid);
-      score_gradients(smem, stage, s, dp, tid);
+      score_gradients(p, smem, stage, s, dp, tid);
       pack_fragments<T>(s, p_frag);
       pack_fragments<T>(dp, ds_frag);
       store_ds(ds_frag, ds_tile, tid);

@@ -30,6 +30,10 @@ struct BwdParams {
   int num_n_blocks;  // key blocks (one CTA each per kv head and batch)
   int rotate;         // unmasked: key blocks per rotation group, each starting at its own query block; 0 = off
   int arrival_order;  // deterministic, masked: dQ tiles take key blocks in descending order
+  // Soft-capping (fwd/softcap.cuh): softmax_scale / softcap, 0 = off; softcap * log2(e); its inverse.
+  float softcap_scale;
+  float softcap_log2;
+  float softcap_inv_log2;
 };
 
 static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
@@ -38,6 +42,7 @@ static_assert(offsetof(BwdParams, seqlen_q) == 800, "host layout");
 static_assert(offsetof(BwdParams, scale_log2) == 824, "host layout");
 static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
 static_assert(offsetof(BwdParams, arrival_order) == 844, "host layout");
+static_assert(offsetof(BwdParams, softcap_scale) == 848, "host layout");
 static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
 
 }  // namespace flash3

@@ -16,6 +16,7 @@
 #include "mask.cuh"
 #include "params.cuh"
 #include "pipeline.cuh"
+#include "softcap.cuh"
 #include "softmax.cuh"
 
 namespace flash3 {
@@ -394,10 +395,13 @@ struct FwdKernel {
       Descales descales(p, tile, row0, range.n_max - 1);
       OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
+        // Capped before the mask, which then sets -inf.
+        const bool capped = !kFp8 && p.softcap_scale != 0.f;
+        if (capped) soft_cap(s, p.softcap_scale);
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
         const auto units = descales.enter_block();
-        softmax.step(s, descales.score_scale(p), units.p_log2, units.sum_scale, rescale);
+        softmax.step(s, capped ? p.softcap_log2 : descales.score_scale(p), units.p_log2, units.sum_scale, rescale);
         rescale[0] *= units.o_ratio;
         rescale[1] *= units.o_ratio;
         descales.next_block(p, n);

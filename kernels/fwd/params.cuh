@@ -30,6 +30,9 @@ struct FwdParams {  // CUtensorMap is alignas(128) in CUDA 13, so the struct is 
   int k_descale_rows;      // keys per K/V descale, a multiple of BlockN
   int q_descale_blocks;    // per (batch, head)
   int k_descale_blocks;
+  // 16-bit only (softcap.cuh): softmax_scale / softcap, 0 = no soft-capping; and softcap * log2(e).
+  float softcap_scale;
+  float softcap_log2;
 };
 
 static_assert(offsetof(FwdParams, lse) == 512, "host layout");
@@ -38,6 +41,7 @@ static_assert(offsetof(FwdParams, scale_log2) == 544, "host layout");
 static_assert(offsetof(FwdParams, schedule) == 552, "host layout");
 static_assert(offsetof(FwdParams, q_descale) == 560, "host layout");
 static_assert(offsetof(FwdParams, q_descale_rows) == 584, "host layout");
+static_assert(offsetof(FwdParams, softcap_scale) == 600, "host layout");
 static_assert(sizeof(FwdParams) == 640 && alignof(FwdParams) == 128, "host layout");
 
 }  // namespace flash3

@@ -4,13 +4,9 @@
 #pragma once
 #include <cmath>
 
-namespace flash3 {
+#include "../ptx/math.cuh"
 
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
+namespace flash3 {
 
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
@@ -64,7 +60,7 @@ struct OnlineSoftmax {
       // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
       const float base = m_new == -INFINITY ? 0.f : m_new;
       const float shift = p_log2 - base;
-      rescale[r] = grows ? ex2(row_max[r] - base) : 1.f;
+      rescale[r] = grows ? ptx::ex2(row_max[r] - base) : 1.f;
       row_max[r] = m_new;
       float sum[kChains] = {};
 #pragma unroll
@@ -72,7 +68,7 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
-          x = ex2(fmaf(x, scale_log2, shift));
+          x = ptx::ex2(fmaf(x, scale_log2, shift));
           sum[i % kChains] += x;
         }
       }

@@ -10,6 +10,7 @@ import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
+import { softcapTerms } from './fwdParams.js';
 import { checkTmaLayout, tensorMap } from './forward.js';
 import { backwardCubinPath, isMasked, type KernelElement } from './kernels.js';
 import { KernelModule, type KernelArg, type KernelFunction } from './module.js';
@@ -128,6 +129,7 @@ export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: Proble
     windowLeft: opts.windowLeft,
     windowRight: opts.windowRight,
     scaleLog2: opts.softmaxScale * Math.LOG2E,
+    softcap: softcapTerms(opts.softmaxScale, opts.softcap),
     softmaxScale: opts.softmaxScale,
     numMBlocks,
     numNBlocks,

@@ -2,6 +2,7 @@
  * The backward kernel's parameter struct, byte for byte as kernels/bwd/params.cuh declares it
  * (the static_asserts there pin the same offsets).
  */
+import type { Softcap } from './fwdParams.js';
 import { packParamBlock } from './paramBlock.js';
 
 export const BWD_PARAMS_BYTES = 896;
@@ -33,6 +34,7 @@ export interface BwdParams {
   rotateGroup: number;
   /** Deterministic and masked: dQ tiles take key blocks in descending order. */
   arrivalOrder: boolean;
+  softcap: Softcap;
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
@@ -50,6 +52,6 @@ export function packBwdParams(p: BwdParams): Uint8Array {
       [840, p.rotateGroup],
       [844, p.arrivalOrder ? 1 : 0],
     ],
-    f32: [[824, p.scaleLog2], [828, p.softmaxScale]],
+    f32: [[824, p.scaleLog2], [828, p.softmaxScale], [848, p.softcap.scale], [852, p.softcap.log2], [856, p.softcap.invLog2]],
   });
 }

@@ -8,7 +8,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
-import { packFwdParams, FWD_PARAMS_ALIGN, type Fp8Descales } from './fwdParams.js';
+import { packFwdParams, softcapTerms, FWD_PARAMS_ALIGN, type Fp8Descales } from './fwdParams.js';
 import { forwardKernel, forwardVariantFor, type ForwardInputs, type KernelElement, type Variant } from './kernels.js';
 import { planSchedule } from './schedule.js';
 import { encodeTensorMapTiled, type TensorMapDType } from './tensormap.js';
@@ -98,6 +98,13 @@ export function planForward(
 ): ForwardPlan {
   const { q, k, v, out, lse } = tensors;
   const fp8 = v instanceof Tensor ? null : v;
+  if (fp8 && opts.softcap !== 0) {
+    throw new UnsupportedError('softcap with FP8 inputs (the FP8 kernels do not soft-cap)', {
+      param: 'softcap',
+      value: opts.softcap,
+      fix: 'pass 16-bit q, k, v, or softcap: 0',
+    });
+  }
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
   const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
   const kernel = forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, opts) : variant);
@@ -154,6 +161,7 @@ export function planForward(
           kBlocks: Math.ceil(shape.seqlenK / fp8.descale.kRows),
         }
       : undefined,
+    softcap: softcapTerms(opts.softmaxScale, opts.softcap),
   });
   return {
     dispose: () => scheduleBuffer.free(),

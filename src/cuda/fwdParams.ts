@@ -25,6 +25,25 @@ export interface FwdParams {
   schedule: bigint;
   /** FP8 inputs only (absent for 16-bit): descales per (batch, head, block of rows). */
   descale?: Fp8Descales;
+  /** 16-bit inputs: soft-capping (kernels/fwd/softcap.cuh); absent or 0 = off. */
+  softcap?: Softcap;
+}
+
+/** Soft-capping as the kernels take it: x -> cap * tanh(x * scale / cap), exp2 scaled by cap * log2(e). */
+export interface Softcap {
+  /** softmax_scale / softcap. */
+  scale: number;
+  /** softcap * log2(e). */
+  log2: number;
+  /** 1 / log2, for the backward's slope (0 when off). */
+  invLog2: number;
+}
+
+/** The kernels' soft-capping terms for a softmax scale and a cap (0: off). */
+export function softcapTerms(softmaxScale: number, softcap: number): Softcap {
+  return softcap > 0
+    ? { scale: softmaxScale / softcap, log2: softcap * Math.LOG2E, invLog2: 1 / (softcap * Math.LOG2E) }
+    : { scale: 0, log2: 0, invLog2: 0 };
 }
 
 export interface Fp8Descales {
@@ -51,6 +70,6 @@ export function packFwdParams(p: FwdParams): Uint8Array {
       [548, p.numMBlocks],
       ...(d ? ([[584, d.qRows], [588, d.kRows], [592, d.qBlocks], [596, d.kBlocks]] as [number, number][]) : []),
     ],
-    f32: [[544, p.scaleLog2]],
+    f32: [[544, p.scaleLog2], ...(p.softcap ? ([[600, p.softcap.scale], [604, p.softcap.log2]] as [number, number][]) : [])],
   });
 }

@@ -36,6 +36,10 @@ const CASES: Case[] = [
   { b: 1, sq: 257, sk: 300, hq: 8, hkv: 1, d: 64, dtype: 'bfloat16', options: {} },
   { b: 1, sq: 200, sk: 500, hq: 2, hkv: 1, d: 128, dtype: 'float16', options: { softmaxScale: 0.3 } },
   { b: 2, sq: 513, sk: 700, hq: 4, hkv: 2, d: 128, dtype: 'bfloat16', options: { windowSize: [100, 37] } },
+  // Soft-capped scores (dS times the cap's slope 1 - tanh^2), small caps to bend N(0, 1) scores.
+  { b: 1, sq: 300, sk: 400, hq: 4, hkv: 2, d: 64, dtype: 'bfloat16', options: { causal: true, softcap: 2 } },
+  { b: 1, sq: 200, sk: 333, hq: 2, hkv: 1, d: 128, dtype: 'float16', options: { softcap: 5 } },
+  { b: 1, sq: 150, sk: 260, hq: 2, hkv: 2, d: 256, dtype: 'bfloat16', options: { windowSize: [90, 20], softcap: 1 } },
 ];
 
 function label(c: Case): string {

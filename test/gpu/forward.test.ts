@@ -32,6 +32,7 @@ interface Case extends ShapeCase {
   causal: boolean;
   dtype: 'bfloat16' | 'float16';
   window?: [number, number];
+  softcap?: number;
 }
 
 const CASES: Case[] = [
@@ -57,11 +58,17 @@ const CASES: Case[] = [
   { b: 2, sq: 700, sk: 900, hq: 4, hkv: 2, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
   { b: 2, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
+  // Soft-capped scores: small caps bend scores of N(0, 1) inputs well into tanh's curve; each head
+  // dim, the tall and long tiles, a mask and GQA.
+  { b: 2, sq: 300, sk: 500, hq: 4, hkv: 2, d: 128, causal: true, dtype: 'bfloat16', softcap: 2 },
+  { b: 1, sq: 700, sk: 700, hq: 2, hkv: 1, d: 64, causal: false, dtype: 'float16', softcap: 5 },
+  { b: 1, sq: 2100, sk: 300, hq: 2, hkv: 2, d: 256, causal: false, dtype: 'bfloat16', softcap: 1 },
+  { b: 1, sq: 513, sk: 700, hq: 2, hkv: 1, d: 64, causal: false, dtype: 'bfloat16', window: [100, 37], softcap: 30 },
 ];
 
 function label(c: Case): string {
   const mask = c.window ? `window ${c.window}` : c.causal ? 'causal' : 'full';
-  return `${c.dtype} b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${mask}`;
+  return `${c.dtype} b=${c.b} sq=${c.sq} sk=${c.sk} hq=${c.hq} hkv=${c.hkv} d=${c.d} ${mask}${c.softcap ? ` softcap ${c.softcap}` : ''}`;
 }
 
 describe('CUDA forward vs float64 reference', { skip }, () => {
@@ -71,7 +78,7 @@ describe('CUDA forward vs float64 reference', { skip }, () => {
       const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: c.dtype, seed: seed++ });
       const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed++ });
       const v = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: c.dtype, seed: seed++ });
-      const options = c.window ? { windowSize: c.window } : { causal: c.causal };
+      const options = { ...(c.window ? { windowSize: c.window } : { causal: c.causal }), softcap: c.softcap ?? 0 };
       const { out, lse } = attention(q, k, v, { ...options, backend: 'cuda' });
 
       const opts = resolveOptions(options, c.d);
