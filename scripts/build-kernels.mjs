@@ -42,6 +42,13 @@ for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('-
   const defines = overrides.split(',').filter(Boolean).map((kv) => `-DFLASH3_${kv}`);
   VARIANTS.push({ element, headDim: Number(headDim), schedule, defines });
 }
+// Backward tuning builds: --extra-bwd NAME:ELEMENT:HEADDIM:MACRO=V,... adds flash_bwd_<element>_hd<d>_<NAME>.cubin
+// with FLASH3_<MACRO> overrides, for `scripts/tune.mjs --backward`.
+for (let i = process.argv.indexOf('--extra-bwd'); i > 0; i = process.argv.indexOf('--extra-bwd', i + 1)) {
+  const [name, element, headDim, overrides = ''] = process.argv[i + 1].split(':');
+  const defines = overrides.split(',').filter(Boolean).map((kv) => `-DFLASH3_${kv}`);
+  SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_${name}`, file: 'flash_bwd.cu', defines: [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines] });
+}
 // The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
 for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1], ['ws-pingpong-overlap', 1, 1]]) {
   VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines: [`-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`] });

@@ -1,13 +1,17 @@
 // Times kernel builds side by side in one process on one card: the FA3-style ablation by default
-// (bf16, d=128, s=8k, non-causal), or any tuning builds (scripts/build-kernels.mjs --extra).
-//   node scripts/tune.mjs [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N] [--check]
+// (bf16, d=128, s=8k, non-causal), or any tuning builds (scripts/build-kernels.mjs --extra, or
+// --extra-bwd with --backward: each backward build in the default and the deterministic mode).
+//   node scripts/tune.mjs [--backward [--modes default,det]] [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N] [--check]
 // --check (16-bit only) first runs every build at each point's head dim on two small problems
-// (causal, and full with more tiles than SMs) and compares its output with the default build's:
-// a tuning build is not in the test suite, so this is what says it computes attention at all.
-// --check-only stops after the checks: small enough to run under compute-sanitizer.
+// (causal, and full with more tiles than SMs) and compares its output (backward: dQ, dK and dV, in
+// both modes) with the default build's: a tuning build is not in the test suite, so this is what
+// says it computes attention at all. --check-only stops after the checks: small enough to run
+// under compute-sanitizer.
 import '../dist/src/index.js';
 import { parseArgs } from 'node:util';
-import { BenchBuffers, timeCudaForward } from '../dist/src/bench/cudaTiming.js';
+import { BenchBuffers, medianLaunchMs, timeCudaForward } from '../dist/src/bench/cudaTiming.js';
+import { backwardTflops, prepareCudaBackward } from '../dist/src/bench/backwardTiming.js';
+import { planBackward } from '../dist/src/cuda/backward.js';
 import { median, paperGrid, tflops } from '../dist/src/bench/grid.js';
 import { timeInterleaved } from '../dist/src/bench/interleave.js';
 import { CudaContext } from '../dist/src/cuda/context.js';
@@ -20,6 +24,8 @@ import { Tensor } from '../dist/src/tensor.js';
 const { values } = parseArgs({
   options: {
     dtype: { type: 'string', default: 'bf16' },
+    backward: { type: 'boolean', default: false },
+    modes: { type: 'string', default: 'default,det' },
     variants: { type: 'string', default: [...ABLATION_SCHEDULES, 'default'].join(',') },
     points: { type: 'string', default: '128:8192:full' },
     rounds: { type: 'string', default: '5' },
@@ -35,6 +41,19 @@ const points = values.points.split(',').map((spec) => {
   return paperGrid([Number(d)], [Number(s)], [mask === 'causal'])[0];
 });
 const timing = { warmup: 5, iterations: 20, repetitions: 7 };
+const backward = values.backward;
+const backwardModes = values.modes.split(',');
+if (backward && !['bf16', 'fp16'].includes(values.dtype)) throw new Error('--backward times 16-bit builds only');
+
+function relativeDistance(ref, got) {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
 
 // Output of one build on (b, s, h, d): relative L2 distance to the default build's, and whether
 // every element is finite (outputs start as NaN, so an element the kernel never wrote shows).
@@ -57,24 +76,51 @@ function compareWithDefault(variant, [b, s, h, d], causal) {
   };
   const [ref, got] = [run('default'), run(variant)];
   for (const t of [q, k, v]) t.dispose();
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return { err: Math.sqrt(num / den), finite: got.every(Number.isFinite) };
+  return { err: relativeDistance(ref, got), finite: got.every(Number.isFinite) };
+}
+
+// The backward's counterpart: dQ, dK and dV of one build in one mode against the default build's
+// in the default mode; the largest relative distance of the three. Gradients start as NaN.
+function compareBackwardWithDefault(variant, [b, s, h, d], causal, deterministic) {
+  const ctx = CudaContext.get(0);
+  const x = (seed) => Tensor.randn([b, s, h, d], { dtype, seed }).cuda();
+  const [q, k, v, dout] = [x(11), x(12), x(13), x(14)];
+  const opts = resolveOptions({ causal }, d);
+  const shape = validateAttentionInputs(q, k, v);
+  const out = Tensor.empty([b, s, h, d], dtype, 'cuda');
+  const lse = Tensor.empty([b, h, s], 'float32', 'cuda');
+  const forward = planForward(ctx, { q, k, v, out, lse }, shape, opts);
+  forward.launch();
+  ctx.synchronize();
+  forward.dispose();
+  const run = (name, det) => {
+    const grads = [0, 1, 2].map(() => Tensor.fromArray(new Float64Array(b * s * h * d).fill(NaN), [b, s, h, d], dtype).cuda());
+    const [dq, dk, dv] = grads;
+    const plan = planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, shape, opts, det, name);
+    plan.launch();
+    ctx.synchronize();
+    plan.dispose();
+    const values = grads.map((g) => g.toFloat64Array());
+    for (const g of grads) g.dispose();
+    return values;
+  };
+  const [ref, got] = [run('default', false), run(variant, deterministic)];
+  for (const t of [q, k, v, dout, out, lse]) t.dispose();
+  return { err: Math.max(...ref.map((r, i) => relativeDistance(r, got[i]))), finite: got.every((g) => g.every(Number.isFinite)) };
 }
 
 if (values.check || values['check-only']) {
   if (qTerms !== 1 || dtype === 'float8_e4m3') throw new Error('--check compares 16-bit builds only');
   let failed = 0;
   for (const d of new Set(points.map((p) => p.headDim))) {
-    for (const variant of variants.filter((v) => v !== 'default')) {
+    // The backward's default build is checked too in its deterministic mode.
+    const checked = variants.filter((v) => backward || v !== 'default');
+    const modes = backward ? [false, true].filter((det) => backwardModes.includes(det ? 'det' : 'default')) : [false];
+    for (const [variant, deterministic] of checked.flatMap((v) => modes.map((m) => [v, m])).filter(([v, m]) => v !== 'default' || m)) {
       for (const [dims, causal] of [[[2, 700, 4, d], true], [[4, 1500, 2048 / d / 2, d], false]]) {
         let line;
         try {
-          const { err, finite } = compareWithDefault(variant, dims, causal);
+          const { err, finite } = backward ? compareBackwardWithDefault(variant, dims, causal, deterministic) : compareWithDefault(variant, dims, causal);
           const ok = finite && err < 1e-2;
           failed += ok ? 0 : 1;
           line = `${ok ? 'ok  ' : 'FAIL'} rel diff ${err.toExponential(2)}${finite ? '' : ', non-finite output'}`;
@@ -82,7 +128,8 @@ if (values.check || values['check-only']) {
           failed += 1;
           line = `FAIL ${e.message.split('\n')[0].slice(0, 100)}`;
         }
-        console.log(`check d=${d} ${variant.padEnd(16)} ${dims.join('x')} ${causal ? 'causal' : 'full'}: ${line}`);
+        const name = deterministic ? `${variant} det` : variant;
+        console.log(`check d=${d} ${name.padEnd(16)} ${dims.join('x')} ${causal ? 'causal' : 'full'}: ${line}`);
       }
     }
   }
@@ -94,28 +141,45 @@ if (values.check || values['check-only']) {
 }
 const rounds = Number(values.rounds);
 const buffers = new BenchBuffers(dtype, qTerms * Math.max(...points.map((p) => p.batch * p.seqlen * p.heads * p.headDim)), 1);
-console.log(`tune on ${CudaContext.get(0).name}, ${values.dtype === 'fp8x2' ? 'e4m3, two-term q' : dtype}, TFLOPS: median [min-max] of ${rounds} interleaved rounds`);
+const what = `${values.dtype === 'fp8x2' ? 'e4m3, two-term q' : dtype}${backward ? ' backward (2.5 forwards of FLOPs)' : ''}`;
+console.log(`tune on ${CudaContext.get(0).name}, ${what}, TFLOPS: median [min-max] of ${rounds} interleaved rounds`);
+
+// A backward build in both modes, planned once per point (the plans hold their workspace).
+function backwardContenders(p) {
+  const ctx = CudaContext.get(0);
+  const prepared = variants.map((variant) => prepareCudaBackward(buffers, p, variant));
+  const contenders = variants.flatMap((variant, i) => [
+    ...(backwardModes.includes('default') ? [{ name: variant, time: (t) => medianLaunchMs(ctx, prepared[i].launchDefault, t) }] : []),
+    ...(backwardModes.includes('det') ? [{ name: `${variant} det`, time: (t) => medianLaunchMs(ctx, prepared[i].launchDeterministic, t) }] : []),
+  ]);
+  return { contenders, dispose: () => prepared.forEach((x) => x.dispose()) };
+}
+
 for (const p of points) {
   const label = `d=${p.headDim} s=${p.seqlen} b=${p.batch} h=${p.heads} ${p.causal ? 'causal' : 'full'}`;
   // Builds alternate in rounds (timeInterleaved), so that drifts of the card's clock or
   // temperature within a point fall on every build alike; each build's time in a round is the
   // median of `timing.repetitions`, and a build that fails sits out the remaining rounds.
-  const contenders = variants.map((variant) => ({
-    name: variant,
-    mayRefuse: true,
-    time: () => timeCudaForward(buffers, p, timing, variant, qTerms),
-  }));
+  const bwd = backward ? backwardContenders(p) : null;
+  const contenders =
+    bwd?.contenders ??
+    variants.map((variant) => ({
+      name: variant,
+      mayRefuse: true,
+      time: () => timeCudaForward(buffers, p, timing, variant, qTerms),
+    }));
   const results = await timeInterleaved(contenders, { ...timing, repetitions: rounds });
-  for (const variant of variants) {
-    const r = results.get(variant);
+  bwd?.dispose();
+  for (const { name } of contenders) {
+    const r = results.get(name);
     let cell;
     if ('error' in r) {
       cell = `n/a (${r.error.split('\n')[0].slice(0, 80)})`;
     } else {
-      const xs = r.samples.map((ms) => tflops(p, ms));
+      const xs = r.samples.map((ms) => (backward ? backwardTflops(p, ms) : tflops(p, ms)));
       cell = `${median(xs).toFixed(1).padStart(7)} [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
     }
-    console.log(`${label.padEnd(34)} ${variant.padEnd(16)} ${cell}`);
+    console.log(`${label.padEnd(34)} ${name.padEnd(16)} ${cell}`);
   }
 }
 buffers.dispose();

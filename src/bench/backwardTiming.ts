@@ -27,7 +27,7 @@ export interface PreparedBackward {
   dispose(): void;
 }
 
-export function prepareCudaBackward(buffers: BenchBuffers, p: BenchPoint): PreparedBackward {
+export function prepareCudaBackward(buffers: BenchBuffers, p: BenchPoint, variant = 'default'): PreparedBackward {
   const shape = [p.batch, p.seqlen, p.heads, p.headDim];
   const strides = [p.seqlen * p.heads * p.headDim, p.heads * p.headDim, p.headDim, 1];
   // dO shares q's random buffer: its values only need to be random, not independent.
@@ -49,7 +49,7 @@ export function prepareCudaBackward(buffers: BenchBuffers, p: BenchPoint): Prepa
     forward.launch();
     ctx.synchronize();
     forward.dispose();
-    for (const deterministic of [false, true]) plans.push(planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, problem, opts, deterministic));
+    for (const deterministic of [false, true]) plans.push(planBackward(ctx, { q, k, v, out, dout, lse, dq, dk, dv }, problem, opts, deterministic, variant));
     return { launchDefault: () => plans[0].launch(), launchDeterministic: () => plans[1].launch(), dispose: release };
   } catch (e) {
     release();

@@ -29,13 +29,13 @@ export interface BackwardKernel {
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
 
-export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim: number): BackwardKernel {
+export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim: number, variant = 'default'): BackwardKernel {
   let perContext = cache.get(ctx);
   if (!perContext) cache.set(ctx, (perContext = new Map()));
-  const key = `${element}/${headDim}`;
+  const key = `${element}/${headDim}/${variant}`;
   let kernel = perContext.get(key);
   if (!kernel) {
-    const module = KernelModule.load(ctx, backwardCubinPath(element, headDim));
+    const module = KernelModule.load(ctx, backwardCubinPath(element, headDim, variant));
     kernel = {
       main: module.getFunction('flash3_bwd'),
       prepare: module.getFunction('flash3_bwd_prepare'),
@@ -83,9 +83,17 @@ function stridesArg(batch: number, seq: number, head: number): KernelArg {
   return { kind: 'bytes', value: bytes, align: 8 };
 }
 
-export function planBackward(ctx: CudaContext, t: BackwardTensors, shape: ProblemShape, opts: ResolvedOptions, deterministic: boolean): BackwardPlan {
+/** `variant`: a tuning build of the backward (scripts/tune.mjs --backward); 'default' otherwise. */
+export function planBackward(
+  ctx: CudaContext,
+  t: BackwardTensors,
+  shape: ProblemShape,
+  opts: ResolvedOptions,
+  deterministic: boolean,
+  variant = 'default',
+): BackwardPlan {
   for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
-  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim);
+  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
   const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
   const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);

@@ -114,9 +114,13 @@ export function forwardCubinPath(inputs: ForwardInputs, headDim: number, variant
   return `${KERNEL_DIR}flash_fwd_${element}_hd${headDim}${suffix}.cubin`;
 }
 
-/** The backward's cubin (pre-pass, main kernel and dQ conversion) for one element type and head dim. */
-export function backwardCubinPath(element: KernelElement, headDim: number): string {
-  return `${KERNEL_DIR}flash_bwd_${short(element)}_hd${headDim}.cubin`;
+/**
+ * The backward's cubin (pre-pass, main kernel and dQ conversion) for one element type and head dim;
+ * a variant other than 'default' is a tuning build (scripts/build-kernels.mjs --extra-bwd).
+ */
+export function backwardCubinPath(element: KernelElement, headDim: number, variant = 'default'): string {
+  const suffix = variant === 'default' ? '' : `_${variant}`;
+  return `${KERNEL_DIR}flash_bwd_${short(element)}_hd${headDim}${suffix}.cubin`;
 }
 
 /** FP8 quantization, V^T re-layout and per-tensor descale (kernels/quantize_fp8.cu). */
