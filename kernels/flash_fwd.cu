@@ -2,7 +2,8 @@
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode;
 // -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_TALL_TILE
-// the three-warpgroup tile of unmasked problems (TileConfigTall). FLASH3_PINGPONG and
+// the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_SOFTCAP=1 the default
+// tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation;
 // FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS and FLASH3_MAX_SLACK override the tile table
 // for tuning builds. The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
@@ -41,7 +42,10 @@ using Config = flash3::TileConfigLong<FLASH3_HEADDIM>;
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
 using Config = flash3::TileConfigTall<FLASH3_HEADDIM>;
 #else
-using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
+#ifndef FLASH3_SOFTCAP
+#define FLASH3_SOFTCAP 0
+#endif
+using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT), FLASH3_SOFTCAP != 0>;
 using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #endif
 

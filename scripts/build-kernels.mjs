@@ -28,11 +28,18 @@ for (const [element, headDims] of Object.entries(LONG)) {
 for (const element of ['bf16', 'fp16']) {
   for (const headDim of [64, 128]) VARIANTS.push({ element, headDim, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });
 }
+// Soft-capping (kernels/fwd/softcap.cuh) in builds of its own, the default tile only: the host
+// picks them when softcap is set (forwardVariantFor, planBackward).
+for (const element of ['bf16', 'fp16']) {
+  for (const headDim of [64, 128, 256]) VARIANTS.push({ element, headDim, schedule: 'softcap', defines: ['-DFLASH3_SOFTCAP=1'] });
+}
 // Kernels other than the forward, one cubin per source file (the backward: per dtype and head dim).
 const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 for (const element of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) {
-    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}`, file: 'flash_bwd.cu', defines: [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`] });
+    const defines = [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`];
+    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}`, file: 'flash_bwd.cu', defines });
+    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_softcap`, file: 'flash_bwd.cu', defines: [...defines, '-DFLASH3_SOFTCAP=1'] });
   }
 }
 // Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)

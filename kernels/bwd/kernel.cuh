@@ -27,8 +27,11 @@
 
 namespace flash3 {
 
-// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `DqRegisters`: see kDqRegisters.
-template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool DqRegisters>
+// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `DqRegisters`: see kDqRegisters;
+// `Softcap`: soft-capped scores (fwd/softcap.cuh), a build of its own like the forward's (the cap's
+// code behind a branch not taken cost the uncapped backward ~10%).
+template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool DqRegisters,
+          bool Softcap>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
@@ -317,9 +320,8 @@ struct BwdKernel {
   __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, int stage, int m,
                                        float (&s)[kBlockM / 2], int wg, int tid) {
     const int warp = tid / 32, lane = tid % 32;
-    const bool capped = p.softcap_scale != 0.f;
-    if (capped) soft_cap(s, p.softcap_scale);
-    const float scale_log2 = capped ? p.softcap_log2 : p.scale_log2;
+    if constexpr (Softcap) soft_cap(s, p.softcap_scale);
+    const float scale_log2 = Softcap ? p.softcap_log2 : p.scale_log2;
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
@@ -339,14 +341,13 @@ struct BwdKernel {
   __device__ static void score_gradients(const BwdParams& p, const Smem& smem, int stage, const float (&s)[kBlockM / 2],
                                          float (&dp)[kBlockM / 2], int tid) {
     const int lane = tid % 32;
-    const bool capped = p.softcap_scale != 0.f;
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 d = ptx::ld_shared_f32x2(smem.dpsum(stage) + 8 * (4 * i + lane % 4));
       float2 slope = {1.f, 1.f};
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        if (capped) {
+        if constexpr (Softcap) {
           const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
           slope = {softcap_slope(s[4 * i + 2 * r], l.x, p.softcap_inv_log2),
                    softcap_slope(s[4 * i + 2 * r + 1], l.y, p.softcap_inv_log2)};

@@ -15,29 +15,35 @@ struct BwdTileConfig;
 
 // K 16 + V 16 + 2 x (Q 8 + dO 8) + dS 2 x 16 KiB. One dQ piece a step, so in order only (the
 // handoff needs one per warpgroup). Overlap: 327 / 381-386 / 268-270 / 380-382 vs 312 / 365-366 /
-// 258-260 / 363 (without it: 323-324 / 382 / 266-268 / 376-379).
+// 258-260 / 363 (without it: 323-324 / 382 / 266-268 / 376-379). dQ from registers (session 8,
+// against bulk reductions staged in shared memory, 5 interleaved rounds): 386 / 451 / 301 / 441 vs
+// 368 / 413 / 290 / 429, deterministic 288 / 343 / 251 / 360 vs 255 / 287 / 214 / 288 (a turn per
+// warpgroup and step, not a release fence over both warpgroups at the step's barrier). 3 stages:
+// equal.
 template <>
 struct BwdTileConfig<64> {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = true;
-  static constexpr bool kDqRegisters = false;
+  static constexpr bool kDqRegisters = true;
 };
 
-// K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 + dQ 2 x 16 KiB = 208 KiB. Handoff with turns and
-// overlap: 437-446 / 502-503 / 351-353 / 464-465 vs 429-438 / 490-496 / 348 / 445-451, but the
+// K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 KiB = 176 KiB (the measurements before session 8
+// had 2 x 16 KiB more, dQ staging tiles). Handoff with turns and overlap: 437-446 / 502-503 / 351-353 / 464-465 vs 429-438 / 490-496 / 348 / 445-451, but the
 // deterministic mode loses 5% (1.29-1.39x the default's time, was 1.17-1.31x). In order: 434-442 /
 // 501-502 / 353-356 / 457-458; in order with overlap: -5 to -7%; handoff without turns: equal or
 // lower with or without overlap; turns without overlap: -5%; two turns a step (dQ in the second
-// batch): 441-445 at 16k.
+// batch): 441-445 at 16k. dQ from registers (session 8, 5 interleaved rounds): 458 / 508 / 367 /
+// 501 vs 444 / 497 / 353 / 497 staged, deterministic equal (331 / 405 vs 332 / 395); the 32 KiB it
+// frees for a third stage: +0.2 to +1.3%, -1.9% at 2k causal.
 template <>
 struct BwdTileConfig<128> {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 2;
   static constexpr bool kOverlapGrads = true;
-  static constexpr bool kDqRegisters = false;
+  static constexpr bool kDqRegisters = true;
 };
 
 // Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups along the

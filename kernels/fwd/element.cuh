@@ -20,13 +20,16 @@
 
 namespace flash3 {
 
-template <typename T>
+// `Softcap`: scores soft-capped before the softmax (softcap.cuh). A build of its own, because the
+// cap's code in the loop, even behind a branch not taken, costs the uncapped kernel 1-3%.
+template <typename T, bool Softcap = false>
 struct HalfInputs {
   using In = T;
   using Out = T;
   static constexpr int kBytes = 2;
   static constexpr bool kFp8 = false;
   static constexpr int kQTerms = 1;
+  static constexpr bool kSoftcap = Softcap;
 };
 
 // QTerms = 2 is the accuracy mode: Q arrives as [Q1 | Q2] (2 x head dim columns, one descale),
@@ -38,6 +41,7 @@ struct Fp8Inputs {
   static constexpr int kBytes = 1;
   static constexpr bool kFp8 = true;
   static constexpr int kQTerms = QTerms;
+  static constexpr bool kSoftcap = false;
 };
 
 // Slot c of a 32-key chunk of V^T holds key key_of_fp8_slot(c) of that chunk (quantize_fp8.cu writes

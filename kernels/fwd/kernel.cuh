@@ -396,8 +396,8 @@ struct FwdKernel {
       OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         // Capped before the mask, which then sets -inf.
-        const bool capped = !kFp8 && p.softcap_scale != 0.f;
-        if (capped) soft_cap(s, p.softcap_scale);
+        constexpr bool capped = Inputs::kSoftcap;
+        if constexpr (capped) soft_cap(s, p.softcap_scale);
         if (block_needs_mask<kBlockM, BlockN>(tile.m_block, n, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right))
           apply_mask(s, row0, n * BlockN + 2 * (lane % 4), p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
         const auto units = descales.enter_block();

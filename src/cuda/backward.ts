@@ -83,7 +83,10 @@ function stridesArg(batch: number, seq: number, head: number): KernelArg {
   return { kind: 'bytes', value: bytes, align: 8 };
 }
 
-/** `variant`: a tuning build of the backward (scripts/tune.mjs --backward); 'default' otherwise. */
+/**
+ * `variant`: a tuning build of the backward (scripts/tune.mjs --backward); 'default' is the tile
+ * table's build, or its softcap build when opts.softcap is set.
+ */
 export function planBackward(
   ctx: CudaContext,
   t: BackwardTensors,
@@ -93,7 +96,8 @@ export function planBackward(
   variant = 'default',
 ): BackwardPlan {
   for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
-  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, variant);
+  const build = variant === 'default' && opts.softcap !== 0 ? 'softcap' : variant;
+  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, build);
   const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
   const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);

@@ -43,8 +43,8 @@ export const FP8_FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blo
  */
 export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpong-overlap'] as const;
 /**
- * 'default' (the tile table's choice for the problem, see forwardVariantFor), 'long', 'tall', one of
- * ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra).
+ * 'default' (the tile table's choice for the problem, see forwardVariantFor), 'long', 'tall',
+ * 'softcap', one of ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra).
  */
 export type Variant = string;
 
@@ -82,26 +82,34 @@ export interface MaskWindow {
   windowRight: number;
 }
 
+/** What of a problem, besides its sizes, picks the build: the mask, and a soft-cap (0: none). */
+export interface BuildTraits extends MaskWindow {
+  softcap?: number;
+}
+
 /** Whether any key is masked away (causal, or a window bounded on either side). */
 export function isMasked(mask: MaskWindow): boolean {
   return mask.windowLeft >= 0 || mask.windowRight >= 0;
 }
 
-function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): SequenceTile | undefined {
+// Soft-capped problems run the default tile's softcap build, whatever their length.
+function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, traits: BuildTraits): SequenceTile | undefined {
+  if (traits.softcap) return undefined;
   const fp8 = typeof inputs !== 'string';
-  const masked = isMasked(mask);
+  const masked = isMasked(traits);
   return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked));
 }
 
-/** The build that 'default' means for a problem: a sequence tile where one pays. */
-export function forwardVariantFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): Variant {
-  return sequenceTileFor(inputs, headDim, seqlenQ, mask)?.variant ?? 'default';
+/** The build that 'default' means for a problem: a sequence tile where one pays, or the softcap build. */
+export function forwardVariantFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, traits: BuildTraits): Variant {
+  if (traits.softcap) return 'softcap';
+  return sequenceTileFor(inputs, headDim, seqlenQ, traits)?.variant ?? 'default';
 }
 
 /** The blocking of the build that runs a problem, for emulating it on the CPU. */
-export function forwardTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, mask: MaskWindow): { blockM: number; blockN: number } {
+export function forwardTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, traits: BuildTraits): { blockM: number; blockN: number } {
   const tables = typeof inputs === 'string' ? FORWARD_TILES : FP8_FORWARD_TILES;
-  const tile = sequenceTileFor(inputs, headDim, seqlenQ, mask);
+  const tile = sequenceTileFor(inputs, headDim, seqlenQ, traits);
   if (tile) return { blockM: tile.blockM, blockN: tile.blockN };
   return tables[headDim as keyof typeof tables] ?? { blockM: 128, blockN: 128 };
 }
@@ -136,7 +144,7 @@ export function missingCubins(): string[] {
   const paths = [QUANTIZE_CUBIN];
   for (const out of ['bfloat16', 'float16'] as const) {
     for (const d of FORWARD_HEAD_DIMS) {
-      paths.push(backwardCubinPath(out, d));
+      paths.push(backwardCubinPath(out, d), backwardCubinPath(out, d, 'softcap'), forwardCubinPath(out, d, 'softcap'));
       for (const inputs of [...forwardInputsFor(false, out), ...forwardInputsFor(true, out)]) paths.push(forwardCubinPath(inputs, d));
     }
     for (const t of SEQUENCE_TILES) for (const inputs of forwardInputsFor(t.fp8, out)) paths.push(forwardCubinPath(inputs, t.headDim, t.variant));

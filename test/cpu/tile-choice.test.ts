@@ -36,6 +36,18 @@ describe('forward tile choice by problem size and mask', () => {
     assert.deepEqual(forwardTileFor('bfloat16', 128, 4096, UNMASKED), { blockM: 192, blockN: 128 });
   });
 
+  it('runs soft-capped problems on the default tile of the softcap build, at any length', () => {
+    for (const d of [64, 128, 256]) {
+      for (const s of [512, 4096, 16384]) {
+        for (const mask of [UNMASKED, CAUSAL]) {
+          assert.equal(forwardVariantFor('bfloat16', d, s, { ...mask, softcap: 30 }), 'softcap');
+          assert.deepEqual(forwardTileFor('float16', d, s, { ...mask, softcap: 30 }), FORWARD_TILES[d as 64 | 128 | 256]);
+        }
+      }
+    }
+    assert.equal(forwardVariantFor('bfloat16', 128, 4096, { ...UNMASKED, softcap: 0 }), 'tall');
+  });
+
   it('leaves FP8 inputs to their own tiles', () => {
     assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 128, 4096, UNMASKED), 'long');
     assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 256, 16384, UNMASKED), 'default');
