@@ -1,8 +1,8 @@
 // One backward cubin per (element type, head dim), built like flash_fwd.cu with
 // -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256: the pre-pass, the main kernel and the
 // dQ conversion. The host reads the launch shape from the exported constants. FLASH3_BWD_SCHEDULE,
-// FLASH3_BWD_OVERLAP, FLASH3_BWD_STAGES and FLASH3_BWD_DQ_REGISTERS override the tile table for
-// tuning builds; -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap).
+// FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
+// -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap).
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -27,15 +27,11 @@ using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_BWD_STAGES
 #define FLASH3_BWD_STAGES Config::kStages
 #endif
-#ifndef FLASH3_BWD_DQ_REGISTERS
-#define FLASH3_BWD_DQ_REGISTERS Config::kDqRegisters
-#endif
 #ifndef FLASH3_SOFTCAP
 #define FLASH3_SOFTCAP 0
 #endif
 using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, FLASH3_BWD_STAGES,
-                                 FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_BWD_DQ_REGISTERS != 0,
-                                 FLASH3_SOFTCAP != 0>;
+                                 FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_SOFTCAP != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads;

@@ -3,9 +3,9 @@
 // D = rowsum(dO * O) through a ring of stages; consumer warpgroups each own 64 keys and work on
 // transposed tiles (S^T = K Q^T, dP^T = V dO^T), so that P^T and dS^T come out of the accumulators
 // already in the A-operand layout of dV += P^T dO and dK += dS^T Q. dS^T also goes to shared
-// memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is staged in shared
-// memory and added into a float32 buffer in global memory by one bulk reduction (in
-// deterministic mode in a fixed order of key blocks per tile, kept by a semaphore per tile).
+// memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is added from registers
+// into a float32 buffer in global memory by red.add (in deterministic mode in a fixed order of key
+// blocks per tile, kept by a semaphore per tile).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -27,18 +27,16 @@
 
 namespace flash3 {
 
-// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `DqRegisters`: see kDqRegisters;
-// `Softcap`: soft-capped scores (fwd/softcap.cuh), a build of its own like the forward's (the cap's
-// code behind a branch not taken cost the uncapped backward ~10%).
-template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool DqRegisters,
-          bool Softcap>
+// `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `Softcap`: soft-capped scores
+// (fwd/softcap.cuh), a build of its own like the forward's (the cap's code behind a branch not taken
+// cost the uncapped backward ~10%).
+template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
   // Two warpgroups at head dim 256 split the columns instead of the keys: both take the CTA's 64
   // keys and compute the same S^T and dP^T, and each runs one 128-column pass (dK, dV, dQ) side by
-  // side with the other, where one warpgroup ran the two passes in turn. dQ then goes from
-  // registers to global memory by red.add (no staging tile: shared memory is full).
+  // side with the other, where one warpgroup ran the two passes in turn.
   static constexpr bool kSplitColumns = ConsumerWGs > 1 && HeadDim / kChunk == ConsumerWGs;
   static constexpr int kKeyGroups = kSplitColumns ? 1 : ConsumerWGs;  // warpgroups along the keys
   static constexpr int kBlockN = 64 * kKeyGroups;    // keys per CTA
@@ -60,15 +58,13 @@ struct BwdKernel {
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // one dS^T buffer: kBlockN rows of 128 B
   static constexpr int kRowBytes = kBlockM * 4;           // lse or D of one query block
   static constexpr int kDqTileBytes = 64 * 64 * 4;        // one float32 dQ tile, as the accumulator holds it
-  // dQ tiles a warpgroup reduces per step: all panels of its pass with one warpgroup or split
-  // columns, else at most one.
+  // dQ tiles a warpgroup adds per step: all panels of its pass with one warpgroup or split
+  // columns, else at most one. They go from registers to global memory by red.add (session 8:
+  // 3-9% faster at d=64 and 1-4% at d=128 than staging each in shared memory for one bulk
+  // reduction, deterministic mode 13-25% at d=64), in deterministic mode after one semaphore turn
+  // per warpgroup and step.
   static constexpr bool kAllPieces = ConsumerWGs == 1 || kSplitColumns;
-  static constexpr int kPendingSlots = kAllPieces ? kChunkPanels : 1;
-  // dQ tiles go from registers to global memory by red.add (no staging tile, no bulk group to
-  // wait for; in deterministic mode a semaphore turn per warpgroup and step) with split columns,
-  // where shared memory has no room for staging, or when the tile table asks for it.
-  static constexpr bool kDqRegisters = kSplitColumns || DqRegisters;
-  static constexpr int kDqStagingTiles = kDqRegisters ? 0 : ConsumerWGs;
+  static constexpr int kPiecesPerStep = kAllPieces ? kChunkPanels : 1;
   // Schedule (FLASH3_BWD_SCHEDULE for tuning builds): 0 steps in order with a barrier of both
   // warpgroups each step; 1 handoff through mbarriers with dQ a step late, where each of two
   // warpgroups owns one dQ piece a step; 2 that with turns for S^T and dP^T. The handoff keeps a
@@ -77,15 +73,14 @@ struct BwdKernel {
   static constexpr bool kTurns = Schedule == 2;
   static constexpr int kDsBuffers = kHandoff ? 3 : 2;
 
-  // Shared memory: [K][V][stages x (Q, dO)][dS^T x kDsBuffers][dQ tile per warpgroup][stages x (lse, D)]
+  // Shared memory: [K][V][stages x (Q, dO)][dS^T x kDsBuffers][stages x (lse, D)]
   // [barriers]. dS^T has two or three buffers so a warpgroup can write the next step's while the
   // other still reads this one's; at the end of a pass the same bytes stage dV and dK for their stores.
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kKVBytes;
   static constexpr int kOffStages = 2 * kKVBytes;
   static constexpr int kOffDs = kOffStages + Stages * 2 * kQBytes;
-  static constexpr int kOffDq = kOffDs + kDsBuffers * kDsBytes;
-  static constexpr int kOffRows = kOffDq + kDqStagingTiles * kDqTileBytes;
+  static constexpr int kOffRows = kOffDs + kDsBuffers * kDsBytes;
   static constexpr int kOffBarriers = kOffRows + Stages * 2 * kRowBytes;
   static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers;
   static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
@@ -122,7 +117,6 @@ struct BwdKernel {
     __device__ uint32_t ds(int buffer, uint32_t unit = 1) const {
       return base / unit + kOffDs / unit + buffer * (kDsBytes / unit);
     }
-    __device__ uint32_t dq(int wg) const { return base + kOffDq + wg * kDqTileBytes; }
     __device__ uint32_t lse(int stage) const { return base + kOffRows + stage * 2 * kRowBytes; }
     __device__ uint32_t dpsum(int stage) const { return lse(stage) + kRowBytes; }
     __device__ uint32_t kv_full() const { return base + kOffBarriers; }
@@ -294,27 +288,6 @@ struct BwdKernel {
     ptx::mbarrier_arrive(empty_barrier);
   }
 
-  // Lets the staging tile be rewritten (its reduction has read it) and, in deterministic mode,
-  // publishes completed reductions: complete, then visible to other CTAs, then counted.
-  // `pending`: tile indices (-1: none), kept as ints to spare registers.
-  __device__ __forceinline__ static void release_dq(int (&pending)[kPendingSlots], int* semaphores) {
-    bool any = false;
-#pragma unroll
-    for (int i = 0; i < kPendingSlots; ++i) any |= pending[i] >= 0;
-    if (!any) {
-      ptx::tma_store_wait_read();
-      return;
-    }
-    ptx::bulk_wait_complete();
-    ptx::fence_proxy_async_global();
-    ptx::fence_acq_rel_gpu();
-#pragma unroll
-    for (int i = 0; i < kPendingSlots; ++i) {
-      if (pending[i] >= 0) ptx::red_relaxed_add(semaphores + pending[i], 1);
-      pending[i] = -1;
-    }
-  }
-
   // P^T = exp2(S^T scale_log2 - lse_log2[query]) in place of S^T (soft-capped: exp2(tanh(S^T
   // softcap_scale) softcap_log2 - lse_log2)), masked where the block needs it.
   __device__ static void probabilities(const BwdParams& p, const Block& b, const Smem& smem, int stage, int m,
@@ -433,41 +406,17 @@ struct BwdKernel {
     }
   }
 
-  // The dQ tile `index` (of query block m, a 64-column piece) as the accumulator holds it: staged in
-  // this warpgroup's buffer, which the caller has made free, and added to the float32 buffer by one
-  // bulk reduction that thread 0 issues (in deterministic mode once the tile's semaphore reaches
-  // `rank`; `pending` then remembers the tile for its release).
-  __device__ static void reduce_dq(const BwdParams& p, const Smem& smem, const float (&dq)[32],
-                                   int index, int rank, int& pending, int wg, int tid) {
-    // The accumulator's own order (thread-major per group of 4), which keeps the shared stores
-    // conflict-free; the conversion pass undoes it.
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-      ptx::st_shared_f32x4(smem.dq(wg) + 16 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
-    ptx::fence_async_shared();
-    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-    if (tid == 0) {
-      if (p.dq_semaphore) {
-        wait_for_turn(p, index, rank);
-        ptx::fence_proxy_async_global();
-        pending = index;
-      }
-      ptx::bulk_reduce_add_f32(p.dq_accum + size_t(index) * (kDqTileBytes / 4), smem.dq(wg), kDqTileBytes);
-      ptx::tma_store_commit();
-    }
-  }
-
-  // dQ from registers, deterministic mode: a warpgroup adds its dQ pieces of a step (both, with
-  // split columns) under the turn of the first (`index`), which every CTA takes in the same order,
-  // so one semaphore per warpgroup and step orders them. Thread 0 waits for the turn (while the first piece's GEMM runs); the others
-  // join it at the barrier.
+  // Deterministic mode: a warpgroup adds its dQ pieces of a step (all of them, with split columns)
+  // under the turn of the first (`index`), which every CTA takes in the same order, so one
+  // semaphore per warpgroup and step orders them. Thread 0 waits for the turn (while the first
+  // piece's GEMM runs); the others join it at the barrier.
   __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
     if (tid == 0) wait_for_turn(p, index, rank);
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
   }
 
-  // The dQ tile `index` added from registers (kDqRegisters), each thread's four consecutive floats
-  // by one red.add, in the layout reduce_dq stages.
+  // The dQ tile `index` added from registers, each thread's four consecutive floats by one red.add:
+  // the accumulator's order is thread-major per group of 4, which the conversion pass undoes.
   __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int tid) {
     float* tile = p.dq_accum + size_t(index) * (kDqTileBytes / 4);
 #pragma unroll
@@ -475,7 +424,7 @@ struct BwdKernel {
       ptx::red_add_f32x4(tile + 4 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
   }
 
-  // Passes the turn of tile `pending` (kDqRegisters) to the next key block, by thread 0 after a
+  // Passes the turn of tile `pending` to the next key block, by thread 0 after a
   // barrier that follows every thread's adds. The order follows the CTAs' arrival, so the next
   // contributor gets to the tile about a step later: the caller publishes a step late, when the
   // adds are long done.
@@ -492,9 +441,7 @@ struct BwdKernel {
     ptx::mbarrier_wait(smem.kv_full(), 0);
     PipelineState<Stages> ring;
     int step = 0;  // over all passes: picks the dS buffer (and, in order, the dQ piece)
-    int pending[kPendingSlots];  // deterministic: tiles whose reductions are not yet released
-#pragma unroll
-    for (int i = 0; i < kPendingSlots; ++i) pending[i] = -1;
+    int pending = -1;  // deterministic: the tile whose turn this warpgroup has yet to pass on
     if (kHandoff && kTurns && wg == 1) turn_end(wg);  // warpgroup 0 goes first
     for (int pass = 0; pass < kPasses; ++pass) {
       const int cols = kSplitColumns ? wg : pass;  // which 128 (or fewer) columns: the pass of the loops below
@@ -505,12 +452,8 @@ struct BwdKernel {
         handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
         steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
-      if constexpr (kDqRegisters) {
-        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        publish_dq(p, pending[0], tid);
-      } else if (tid == 0) {
-        release_dq(pending, p.dq_semaphore);
-      }
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+      publish_dq(p, pending, tid);
       epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
   }
@@ -519,7 +462,7 @@ struct BwdKernel {
   // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.
   __device__ static void steps_in_order(const BwdParams& p, const Block& b, const Smem& smem,
                                         float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                        int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg, int tid) {
+                                        int& step, int& pending, int steps, int pass, int wg, int tid) {
     for (int g = 0; g < p.group_size; ++g) {
       const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
@@ -530,16 +473,11 @@ struct BwdKernel {
                       tid, false);
 
         // After this barrier both warpgroups' dS^T are in shared memory (split columns: this
-        // warpgroup's, which only it reads). Staged dQ: thread 0 of each warpgroup owns its tile's
-        // bulk reductions, so the staging tile must have been read before it is rewritten, and in
-        // deterministic mode the last step's reductions must be complete before their semaphores
-        // let the next key block in; both are waited for only now, a step after the reductions
-        // were issued. dQ from registers: the barrier follows the last step's adds, whose turn
-        // then goes on.
-        if (!kDqRegisters && tid == 0) release_dq(pending, p.dq_semaphore);
+        // warpgroup's, which only it reads), and it follows the last step's adds, whose turn then
+        // goes on.
         if constexpr (kSplitColumns) ptx::named_barrier_sync(kBarEpilogue + wg, 128);
         else ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-        if constexpr (kDqRegisters) publish_dq(p, pending[0], tid);
+        publish_dq(p, pending, tid);
         // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
         // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
@@ -551,28 +489,20 @@ struct BwdKernel {
         // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating with
         // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
 #pragma unroll
-        for (int slot = 0; slot < kPendingSlots; ++slot) {
+        for (int slot = 0; slot < kPiecesPerStep; ++slot) {
           const int piece = kAllPieces ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
           if (piece >= kChunkPanels) continue;
-          if (slot > 0 && !kDqRegisters) {
-            if (tid == 0) ptx::tma_store_wait_read();
-            ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-          }
           float dq[32];
           ptx::wgmma_fence();
           issue_dq(dq, smem.ds(ds_buffer(step, wg), ptx::kDescUnits),
                    smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
           const int tile = dq_tile(head_tiles, m, pass, piece);
-          if (kDqRegisters && p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
+          if (p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          if constexpr (kDqRegisters) {
-            add_dq(p, dq, tile, tid);
-            if (p.dq_semaphore && slot == 0) pending[0] = tile;
-          } else {
-            reduce_dq(p, smem, dq, tile, p.dq_semaphore ? dq_rank(b, m, p) : 0, pending[slot], wg, tid);
-          }
+          add_dq(p, dq, tile, tid);
+          if (p.dq_semaphore && slot == 0) pending = tile;
         }
       }
     }
@@ -585,8 +515,7 @@ struct BwdKernel {
   // written; ds_empty: both dQ done reading).
   __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem,
                                        float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                       int& step, int (&pending)[kPendingSlots], int steps, int pass, int wg,
-                                       int tid) {
+                                       int& step, int& pending, int steps, int pass, int wg, int tid) {
     int prev_tile = -1, prev_rank = 0;  // the dQ tile of the step before; -1 before the first step
     for (int g = 0; g < p.group_size; ++g) {
       const int head_tiles = dq_head_tiles(p, b, g);
@@ -612,9 +541,9 @@ struct BwdKernel {
   }
 
   // This warpgroup's dQ piece of `step` (over all passes), once the other warpgroup's half of
-  // dS^T is in, reduced into the float32 buffer.
-  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem,
-                                   int (&pending)[kPendingSlots], int step, int tile, int rank, int pass, int wg) {
+  // dS^T is in, added into the float32 buffer.
+  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem, int& pending, int step, int tile, int rank,
+                                   int pass, int wg) {
     const int tid = threadIdx.x % 128;
     const int buf = step % kDsBuffers;
     ptx::mbarrier_wait(smem.ds_full(buf), (step / kDsBuffers) & 1);
@@ -625,20 +554,14 @@ struct BwdKernel {
     ptx::wgmma_wait<0>();
     ptx::fence_registers(dq);
     ptx::mbarrier_arrive(smem.ds_empty(buf));
-    if constexpr (kDqRegisters) {
-      // After every thread's adds of the last step: its turn goes on, this one's is awaited.
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      if (p.dq_semaphore) {
-        publish_dq(p, pending[0], tid);
-        await_dq_turn(p, tile, rank, wg, tid);
-        pending[0] = tile;
-      }
-      add_dq(p, dq, tile, tid);
-    } else {
-      if (tid == 0) release_dq(pending, p.dq_semaphore);
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      reduce_dq(p, smem, dq, tile, rank, pending[0], wg, tid);
+    // After every thread's adds of the last step: its turn goes on, this one's is awaited.
+    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+    if (p.dq_semaphore) {
+      publish_dq(p, pending, tid);
+      await_dq_turn(p, tile, rank, wg, tid);
+      pending = tile;
     }
+    add_dq(p, dq, tile, tid);
   }
 
   // Barrier kBarTurn + wg opens warpgroup wg's turn; the other warpgroup opens it after its batch.

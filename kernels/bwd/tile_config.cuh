@@ -26,7 +26,6 @@ struct BwdTileConfig<64> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = true;
-  static constexpr bool kDqRegisters = true;
 };
 
 // K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 KiB = 176 KiB (the measurements before session 8
@@ -43,7 +42,6 @@ struct BwdTileConfig<128> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 2;
   static constexpr bool kOverlapGrads = true;
-  static constexpr bool kDqRegisters = true;
 };
 
 // Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups along the
@@ -56,7 +54,6 @@ struct BwdTileConfig<256> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = false;
-  static constexpr bool kDqRegisters = true;  // split columns: no room for staging
 };
 
 }  // namespace flash3

@@ -1,4 +1,4 @@
-// Non-tensor bulk copies and reductions, and other small helpers of the backward kernels.
+// Non-tensor bulk copies, global reductions and the flags between CTAs of the backward kernels.
 #pragma once
 #include <cstdint>
 
@@ -9,22 +9,6 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
                "l"(src), "r"(bytes), "r"(bar)
                : "memory");
-}
-
-// Adds a contiguous float32 array in shared memory into global memory, element by element, in
-// L2 (bytes a multiple of 16, both addresses 16-byte aligned); completes in the thread's bulk group.
-__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(dst), "r"(src),
-               "r"(bytes)
-               : "memory");
-}
-
-// Waits until this thread's committed bulk operations have completed, writes included.
-__device__ __forceinline__ void bulk_wait_complete() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
-
-// Orders global accesses of the async proxy (bulk copies) with this thread's generic ones.
-__device__ __forceinline__ void fence_proxy_async_global() {
-  asm volatile("fence.proxy.async.global;" ::: "memory");
 }
 
 // Adds four consecutive floats into global memory (16-byte aligned), in L2.
