@@ -29,8 +29,9 @@ struct BwdTileConfig<64> {
 };
 
 // K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 KiB = 176 KiB (the measurements before session 8
-// had 2 x 16 KiB more, dQ staging tiles). Handoff with turns and overlap: 437-446 / 502-503 / 351-353 / 464-465 vs 429-438 / 490-496 / 348 / 445-451, but the
-// deterministic mode loses 5% (1.29-1.39x the default's time, was 1.17-1.31x). In order: 434-442 /
+// had 2 x 16 KiB more, dQ staging tiles). Handoff with turns and overlap: 437-446 / 502-503 /
+// 351-353 / 464-465 vs 429-438 / 490-496 / 348 / 445-451, but the deterministic mode loses 5%
+// (1.29-1.39x the default's time, was 1.17-1.31x). In order: 434-442 /
 // 501-502 / 353-356 / 457-458; in order with overlap: -5 to -7%; handoff without turns: equal or
 // lower with or without overlap; turns without overlap: -5%; two turns a step (dQ in the second
 // batch): 441-445 at 16k. dQ from registers (session 8, 5 interleaved rounds): 458 / 508 / 367 /

@@ -150,8 +150,9 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
   }
 
   // More key blocks than SMs (head dim 256 walks 64 keys per CTA): a masked problem dispatches its
-  // key blocks in descending order, the order its dQ tiles take them in, and an unmasked one takes
-  // ascending order; either way a CTA waits only on CTAs dispatched before it.
+  // key blocks in descending order, the order its dQ tiles take them in, and an unmasked one
+  // rotates them in groups that fit the GPU at once; either way a CTA waits only on CTAs of its
+  // group or dispatched before it.
   for (const options of [{ causal: true }, {}] as AttentionOptions[]) {
     it(`deterministic with more key blocks than SMs: bitwise-stable, close to the default mode, ${JSON.stringify(options)}`, () => {
       const sk = 64 * (CudaContext.get(0).multiprocessorCount + 9);
