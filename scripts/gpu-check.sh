@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU machine's whole check in one call: build the kernels, run the GPU tests, run
-# compute-sanitizer (memcheck, racecheck, synccheck) on small problems, check the SASS for
-# HGMMA/UTMALDG and against local memory, then the benchmark grid with its peers (BENCH_BACKWARD=1:
-# the backward's grid too).
+# The GPU machine's whole check in one call: build the kernels (SKIP_BUILD=1: use the carried
+# dist/kernels), run the GPU tests and compute-sanitizer (memcheck, racecheck, synccheck) on small
+# problems side by side (nothing is timed then), check the SASS for HGMMA/UTMALDG and against local
+# memory, then the benchmark grid with its peers (BENCH_BACKWARD=1: the backward's grid too). The
+# logs end up in $OUT/gpu-check.tgz as well: a device call brings back only a few files.
 # Usage (device run, after ../shared/device/stage): source .device/env.sh && bash scripts/gpu-check.sh [bench args]
 set -uo pipefail
 out=${OUT:-/tmp/flash3-out}
@@ -13,22 +14,29 @@ step() { echo; echo "== $*"; }
 step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/build.log"
 
-step "build kernels"
-node scripts/build-kernels.mjs 2>&1 | tee -a "$out/build.log" || status=1
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  step "build kernels"
+  node scripts/build-kernels.mjs 2>&1 | tee -a "$out/build.log" || status=1
+fi
 
-step "GPU tests"
-node --test dist/test/gpu/ 2>&1 | tee "$out/gpu-tests.log" | grep -E "^# (tests|pass|fail|skipped)|not ok|ok [0-9]+ - " || true
-grep -q "^# fail 0" "$out/gpu-tests.log" || status=1
-
-for smoke in scripts/gpu-smoke.mjs scripts/gpu-smoke-backward.mjs; do
+# The GPU tests and the six sanitizer runs share the card at once: correctness only, and the
+# sanitizers are bound by the host's CPUs.
+step "GPU tests and compute-sanitizer, side by side"
+node --test dist/test/gpu/ > "$out/gpu-tests.log" 2>&1 &
+for smoke in gpu-smoke gpu-smoke-backward; do
   for tool in memcheck racecheck synccheck; do
-    step "compute-sanitizer --tool $tool ($smoke)"
-    compute-sanitizer --tool "$tool" --error-exitcode 3 node "$smoke" > /tmp/sanitize.log 2>&1
-    rc=$?
-    cat /tmp/sanitize.log >> "$out/sanitizers.log"
-    head -n 40 /tmp/sanitize.log | grep -E "Race|hazard|access|Error|====" | head -n 12
-    tail -n 4 /tmp/sanitize.log
-    [ $rc -eq 0 ] || { echo "sanitizer $tool: exit $rc"; status=1; }
+    log="$out/sanitize-$smoke-$tool.log"
+    (compute-sanitizer --tool "$tool" --error-exitcode 3 node "scripts/$smoke.mjs" > "$log" 2>&1; echo "exit $?" >> "$log") &
+  done
+done
+wait
+grep -E "^# (tests|pass|fail|skipped)|not ok|ok [0-9]+ - " "$out/gpu-tests.log" || true
+grep -q "^# fail 0" "$out/gpu-tests.log" || status=1
+for smoke in gpu-smoke gpu-smoke-backward; do
+  for tool in memcheck racecheck synccheck; do
+    log="$out/sanitize-$smoke-$tool.log"
+    echo "compute-sanitizer --tool $tool ($smoke): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1) $(tail -n 1 "$log")"
+    [ "$(tail -n 1 "$log")" = "exit 0" ] || { grep -E "Race|hazard|access|Error|FAIL" "$log" | head -n 12; status=1; }
   done
 done
 
@@ -61,4 +69,5 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     node dist/src/cli/main.js bench --backend cuda --dtype fp16 --peers --json "$out/bench-fp16.json" "$@" 2>&1 | tee -a "$out/bench.log"
   fi
 fi
+tar czf "$out/gpu-check.tgz" -C "$out" --exclude gpu-check.tgz . 2>/dev/null
 exit $status
