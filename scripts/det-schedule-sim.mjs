@@ -1,12 +1,15 @@
 // Round-based model of the backward's deterministic dQ schedule, for choosing contribution orders
-// without a GPU. Each CTA (one key block of one head) does one query-block step per round unless
-// its dQ tile's semaphore has not reached its rank; CTAs are dispatched in linear order onto
+// without a GPU. Each CTA (one key block of one head) takes a query-block step when its dQ tile's
+// semaphore has reached its rank, and the step then lasts `--step-ticks` rounds plus a random
+// 0..`--jitter` more (seeded, the same in both schedules); CTAs are dispatched in linear order onto
 // `--sms` slots as they free up. It reports the rounds against the same schedule with no
 // semaphores, and fails on a deadlock. The ranges and ranks mirror kernels/bwd (key_block_range,
-// query_block_range, the rotation, dq_rank); step costs are equal, so it shows ordering effects
-// only, not fence or reduction latency.
+// query_block_range, the rotation, dq_rank). Equal steps (the default, 1 tick, no jitter) show
+// ordering effects only; jitter shows what uneven steps cost a chain of turns. Fence and
+// reduction latency are not modelled.
 // Usage: node scripts/det-schedule-sim.mjs [--seqlen 16384] [--heads 16] [--mask causal|full]
 //        [--block-n 128] [--sms 132] [--order ascending|arrival] [--release immediate|deferred]
+//        [--step-ticks 1] [--jitter 0] [--publish-ticks 1]
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -18,8 +21,14 @@ const { values } = parseArgs({
     sms: { type: 'string', default: '132' },
     order: { type: 'string', default: 'ascending' },
     release: { type: 'string', default: 'immediate' },
+    'step-ticks': { type: 'string', default: '1' },
+    jitter: { type: 'string', default: '0' },
+    'publish-ticks': { type: 'string', default: '1' },
   },
 });
+const stepTicks = Number(values['step-ticks']);
+const jitter = Number(values.jitter);
+const publishTicks = Number(values['publish-ticks']);
 const BM = 64;
 const sq = Number(values.seqlen);
 const sk = sq;
@@ -43,8 +52,20 @@ function queryBlocks(n) {
   return [mMin, mMax];
 }
 
+// mulberry32: the same step costs for both schedules.
+function costs(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return stepTicks + Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * (jitter + 1));
+  };
+}
+
 function simulate(withSemaphores) {
   const M = Math.ceil(sq / BM), N = Math.ceil(sk / BN);
+  const cost = costs(12345);
   // Arrival order: unmasked, key blocks rotate in groups that fit the slots (kernels/bwd
   // rotation_group), ranked group by group and by arrival within a group; masked, each head's key
   // blocks are dispatched in descending order (this_block) and ranked so.
@@ -69,20 +90,22 @@ function simulate(withSemaphores) {
           const [nLo, nHi] = keyBlocks(m);
           rank = arrival ? nHi - 1 - n : n - nLo;
         }
-        steps.push({ tile: g * M + m, rank });
+        steps.push({ tile: g * M + m, rank, ticks: cost() });
       }
-      ctas.push({ steps, next: 0, pending: -1, running: false, done: false });
+      ctas.push({ steps, next: 0, pending: -1, remaining: 0, running: false, done: false });
     }
   }
-  // A contribution becomes visible to other CTAs in the next round (immediate release) or the one
-  // after (deferred), never within the round it was made: that is the latency of each link of a chain.
+  // A contribution becomes visible to other CTAs `--publish-ticks` rounds after it is released (at
+  // least the next round), at its step's start (immediate) or end (deferred): that is the latency
+  // of each link of a chain.
   const count = new Map();
-  let visible = [];
+  let inFlight = [];  // [round it becomes visible, tile]
+  let rounds = 0;
   const publish = (c) => {
-    if (c.pending >= 0) visible.push(c.pending);
+    if (c.pending >= 0) inFlight.push([rounds + publishTicks, c.pending]);
     c.pending = -1;
   };
-  let dispatched = 0, running = 0, finished = 0, rounds = 0;
+  let dispatched = 0, running = 0, finished = 0;
   while (finished < ctas.length) {
     while (running < slots && dispatched < ctas.length) {
       ctas[dispatched++].running = true;
@@ -91,6 +114,11 @@ function simulate(withSemaphores) {
     let progressed = false;
     for (const c of ctas) {
       if (!c.running) continue;
+      if (c.remaining > 0) {
+        progressed = true;
+        if (--c.remaining > 0) continue;
+      }
+      // At a step's end: deferred, the turn taken at its start goes on now.
       if (values.release === 'deferred') publish(c);
       if (c.next === c.steps.length) {
         publish(c);
@@ -104,14 +132,16 @@ function simulate(withSemaphores) {
       if (!withSemaphores || (count.get(s.tile) ?? 0) === s.rank) {
         c.pending = s.tile;
         c.next++;
+        c.remaining = s.ticks - 1;
         progressed = true;
         if (values.release === 'immediate') publish(c);
       }
     }
-    for (const tile of visible) count.set(tile, (count.get(tile) ?? 0) + 1);
-    progressed ||= visible.length > 0;
-    visible = [];
     rounds++;
+    const arriving = inFlight.filter(([at]) => at <= rounds);
+    inFlight = inFlight.filter(([at]) => at > rounds);
+    for (const [, tile] of arriving) count.set(tile, (count.get(tile) ?? 0) + 1);
+    progressed ||= arriving.length > 0 || inFlight.length > 0;
     if (!progressed && ctas.some((c) => c.pending >= 0)) progressed = true;
     if (!progressed) throw new Error(`deadlock after ${rounds} rounds`);
   }
@@ -120,5 +150,5 @@ function simulate(withSemaphores) {
 
 const free = simulate(false);
 const ordered = simulate(true);
-console.log(`seqlen ${sq}, ${groups} heads, ${values.mask}, block N ${BN}, ${slots} SMs, order ${values.order}, release ${values.release}`);
+console.log(`seqlen ${sq}, ${groups} heads, ${values.mask}, block N ${BN}, ${slots} SMs, order ${values.order}, release ${values.release}, steps ${stepTicks}+0..${jitter} ticks`);
 console.log(`rounds without semaphores ${free}, deterministic ${ordered} (${(ordered / free).toFixed(2)}x)`);
