@@ -400,18 +400,16 @@ struct BwdKernel {
     return (head_tiles + m) * kPanels + pass * kChunkPanels + piece;
   }
 
-  // Deterministic mode: spins until dQ tile `index` has taken the contributions ranked before `rank`.
-  __device__ static void wait_for_turn(const BwdParams& p, int index, int rank) {
-    while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
-    }
-  }
-
   // Deterministic mode: a warpgroup adds its dQ pieces of a step (all of them, with split columns)
   // under the turn of the first (`index`), which every CTA takes in the same order, so one
-  // semaphore per warpgroup and step orders them. Thread 0 waits for the turn (while the first
-  // piece's GEMM runs); the others join it at the barrier.
+  // semaphore per warpgroup and step orders them. Thread 0 spins until the tile has taken the
+  // contributions ranked before `rank` (while the first piece's GEMM runs); the others join it at
+  // the barrier.
   __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
-    if (tid == 0) wait_for_turn(p, index, rank);
+    if (tid == 0) {
+      while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
+      }
+    }
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
   }
 

@@ -30,7 +30,8 @@ struct BwdParams {
   int num_n_blocks;  // key blocks (one CTA each per kv head and batch)
   int rotate;         // unmasked: key blocks per rotation group, each starting at its own query block; 0 = off
   int arrival_order;  // deterministic, masked: dQ tiles take key blocks in descending order
-  // Soft-capping (fwd/softcap.cuh): softmax_scale / softcap, 0 = off; softcap * log2(e); its inverse.
+  // Soft-capping (fwd/softcap.cuh), read by the softcap builds only: softmax_scale / softcap;
+  // softcap * log2(e); its inverse.
   float softcap_scale;
   float softcap_log2;
   float softcap_inv_log2;

@@ -30,7 +30,7 @@ struct FwdParams {  // CUtensorMap is alignas(128) in CUDA 13, so the struct is 
   int k_descale_rows;      // keys per K/V descale, a multiple of BlockN
   int q_descale_blocks;    // per (batch, head)
   int k_descale_blocks;
-  // 16-bit only (softcap.cuh): softmax_scale / softcap, 0 = no soft-capping; and softcap * log2(e).
+  // Read by the softcap builds only (softcap.cuh): softmax_scale / softcap, and softcap * log2(e).
   float softcap_scale;
   float softcap_log2;
 };

@@ -1,6 +1,6 @@
 // Soft-capped scores (Gemma 2 style): x -> cap * tanh(x * softmax_scale / cap) before the softmax,
-// for the 16-bit kernels. The host passes softcap_scale = softmax_scale / cap (0: off) and
-// softcap_log2 = cap * log2(e), the factor that then replaces scale_log2 in exp2.
+// in builds of their own of the 16-bit kernels. The host passes softcap_scale = softmax_scale / cap
+// and softcap_log2 = cap * log2(e), the factor that then replaces scale_log2 in exp2.
 #pragma once
 
 #include "../ptx/math.cuh"
