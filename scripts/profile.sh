@@ -51,9 +51,11 @@ for spec in "$@"; do
       ncu --kernel-name flash3_fwd --launch-skip 5 --launch-count 1 "${sections[@]}" "${keep[@]}" \
         node scripts/tune.mjs --dtype "$a" --variants "$b" --points "$c:$d:$e" >"$report" 2>&1 ;;
   esac
-  echo "== $spec"
-  grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -14
+  # With -o the metrics went to the report file, not to stdout: print them from there.
   if [ "${SOURCE:-0}" = 1 ] && [ -f "$out/$name.ncu-rep" ]; then
+    ncu --import "$out/$name.ncu-rep" --page details >>"$report" 2>&1
     ncu --import "$out/$name.ncu-rep" --page source --csv --print-source sass >"$out/$name-sass.csv" 2>&1
   fi
+  echo "== $spec"
+  grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -14
 done
