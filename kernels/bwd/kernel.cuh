@@ -9,6 +9,7 @@
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
+#include <utility>
 
 #include "../fwd/epilogue.cuh"
 #include "../fwd/fragments.cuh"
@@ -417,11 +418,16 @@ struct BwdKernel {
 
   // The dQ tile `index` added from registers, each thread's four consecutive floats by one red.add:
   // the accumulator's order is thread-major per group of 4, which the conversion pass undoes.
+  // One base address per thread and immediate offsets: with an address each, the eight 64-bit
+  // addresses took 16 LEAs a piece, and the first register the compiler reused after the adds was
+  // one of them, held until the memory pipe had taken its red (ncu, session 8: 7.9% of d=128's
+  // stall samples, long scoreboard, at that one instruction).
   __device__ static void add_dq(const BwdParams& p, const float (&dq)[32], int index, int tid) {
-    float* tile = p.dq_accum + size_t(index) * (kDqTileBytes / 4);
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-      ptx::red_add_f32x4(tile + 4 * (i * 128 + tid), dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+    add_dq_groups(p.dq_accum + size_t(index) * (kDqTileBytes / 4) + 4 * tid, dq, std::make_integer_sequence<int, 8>());
+  }
+  template <int... I>
+  __device__ static void add_dq_groups(float* base, const float (&dq)[32], std::integer_sequence<int, I...>) {
+    (ptx::red_add_f32x4<I * 128 * 16>(base, dq[4 * I], dq[4 * I + 1], dq[4 * I + 2], dq[4 * I + 3]), ...);
   }
 
   // Passes the turn of tile `pending` to the next key block, by thread 0 after a

@@ -11,9 +11,14 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
                : "memory");
 }
 
-// Adds four consecutive floats into global memory (16-byte aligned), in L2.
-__device__ __forceinline__ void red_add_f32x4(float* dst, float a, float b, float c, float d) {
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+// Adds four consecutive floats into global memory at `base` + Offset bytes (16-byte aligned), in
+// L2. The offset is an immediate of the instruction: a series of adds from one base then needs
+// one 64-bit address register, not one each (an asm operand must be a register).
+template <int Offset>
+__device__ __forceinline__ void red_add_f32x4(float* base, float a, float b, float c, float d) {
+  asm volatile("red.global.add.v4.f32 [%0+%5], {%1, %2, %3, %4};" ::"l"(base), "f"(a), "f"(b), "f"(c), "f"(d),
+               "n"(Offset)
+               : "memory");
 }
 
 // Orders every write this thread has seen (its own, and those a barrier ordered before) before its
