@@ -402,8 +402,10 @@ struct BwdKernel {
 
   // Deterministic mode: spins until dQ tile `index` has taken the contributions ranked before `rank`.
   __device__ static void wait_for_turn(const BwdParams& p, int index, int rank) {
+#if !FLASH3_BWD_TIMING_NO_TURN_WAIT  // a timing-only diagnosis lets contributions come in any order
     while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
     }
+#endif
   }
 
   // Deterministic mode: a warpgroup adds its dQ pieces of a step (all of them, with split columns)
@@ -429,7 +431,11 @@ struct BwdKernel {
   // contributor gets to the tile about a step later: the caller publishes a step late, when the
   // adds are long done.
   __device__ static void publish_dq(const BwdParams& p, int& pending, int tid) {
+#if FLASH3_BWD_TIMING_UNFENCED_RELEASE  // timing-only diagnosis: the turn may pass before the adds land
+    if (tid == 0 && pending >= 0) ptx::red_relaxed_add(p.dq_semaphore + pending, 1);
+#else
     if (tid == 0 && pending >= 0) ptx::red_release_add(p.dq_semaphore + pending, 1);
+#endif
     pending = -1;
   }
 
