@@ -2,6 +2,8 @@
 // -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256: the pre-pass, the main kernel and the
 // dQ conversion. The host reads the launch shape from the exported constants. FLASH3_BWD_SCHEDULE,
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
+// FLASH3_BWD_TIMING_UNFENCED_RELEASE=1 and FLASH3_BWD_TIMING_NO_TURN_WAIT=1 build deterministic
+// modes that are not deterministic, only to time what the release fence and the turn wait cost;
 // -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap).
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"

@@ -409,10 +409,12 @@ struct BwdKernel {
   // contributions ranked before `rank` (while the first piece's GEMM runs); the others join it at
   // the barrier.
   __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
+#if !FLASH3_BWD_TIMING_NO_TURN_WAIT  // a timing-only diagnosis lets contributions come in any order
     if (tid == 0) {
       while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
       }
     }
+#endif
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
   }
 
@@ -435,7 +437,11 @@ struct BwdKernel {
   // contributor gets to the tile about a step later: the caller publishes a step late, when the
   // adds are long done.
   __device__ static void publish_dq(const BwdParams& p, int& pending, int tid) {
+#if FLASH3_BWD_TIMING_UNFENCED_RELEASE  // timing-only diagnosis: the turn may pass before the adds land
+    if (tid == 0 && pending >= 0) ptx::red_relaxed_add(p.dq_semaphore + pending, 1);
+#else
     if (tid == 0 && pending >= 0) ptx::red_release_add(p.dq_semaphore + pending, 1);
+#endif
     pending = -1;
   }
 
