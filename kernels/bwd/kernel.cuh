@@ -320,11 +320,11 @@ struct BwdKernel {
 #pragma unroll
     for (int i = 0; i < kBlockM / 8; ++i) {
       const float2 d = ptx::ld_shared_f32x2(smem.dpsum(stage) + 8 * (4 * i + lane % 4));
+      const float2 l = Softcap ? ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4)) : float2{0.f, 0.f};
       float2 slope = {1.f, 1.f};
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         if constexpr (Softcap) {
-          const float2 l = ptx::ld_shared_f32x2(smem.lse(stage) + 8 * (4 * i + lane % 4));
           slope = {softcap_slope(s[4 * i + 2 * r], l.x, p.softcap_inv_log2),
                    softcap_slope(s[4 * i + 2 * r + 1], l.y, p.softcap_inv_log2)};
         }
@@ -464,8 +464,15 @@ struct BwdKernel {
         handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
         steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
+#if FLASH3_BWD_DET_ONLY_BARRIERS  // tuning: the default mode has no turn to pass on here
+      if (p.dq_semaphore) {
+        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+        publish_dq(p, pending, tid);
+      }
+#else
       ptx::named_barrier_sync(kBarEpilogue + wg, 128);
       publish_dq(p, pending, tid);
+#endif
       epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
   }
@@ -584,8 +591,13 @@ struct BwdKernel {
     ptx::fence_registers(dq);
     ptx::mbarrier_arrive(smem.ds_empty(buf));
     // After every thread's adds of the last step: its turn goes on, this one's is awaited.
+#if FLASH3_BWD_DET_ONLY_BARRIERS
+    if (p.dq_semaphore) {
+      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
+#else
     ptx::named_barrier_sync(kBarEpilogue + wg, 128);
     if (p.dq_semaphore) {
+#endif
       publish_dq(p, pending, tid);
       await_dq_turn(p, tile, rank, wg, tid);
       pending = tile;
