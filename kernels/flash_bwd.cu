@@ -4,7 +4,6 @@
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
 // FLASH3_BWD_TIMING_UNFENCED_RELEASE=1 and FLASH3_BWD_TIMING_NO_TURN_WAIT=1 build deterministic
 // modes that are not deterministic, only to time what the release fence and the turn wait cost;
-// FLASH3_BWD_DET_ONLY_BARRIERS=1 (tuning) drops two warpgroup barriers the default mode has no use for;
 // -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap).
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"

@@ -68,11 +68,9 @@ struct BwdKernel {
   static constexpr int kPiecesPerStep = kAllPieces ? kChunkPanels : 1;
   // Schedule (FLASH3_BWD_SCHEDULE for tuning builds): 0 steps in order with a barrier of both
   // warpgroups each step; 1 handoff through mbarriers with dQ a step late, where each of two
-  // warpgroups owns one dQ piece a step (head dim 128), or the single piece goes to each in turn
-  // (64); 2 that with turns for S^T and dP^T. The handoff keeps a third dS^T buffer, so that a
-  // warpgroup rarely waits for the other's dQ before writing its next.
-  static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && !kSplitColumns &&
-                                   (kChunkPanels == ConsumerWGs || kChunkPanels == 1);
+  // warpgroups owns one dQ piece a step; 2 that with turns for S^T and dP^T. The handoff keeps a
+  // third dS^T buffer, so that a warpgroup rarely waits for the other's dQ before writing its next.
+  static constexpr bool kHandoff = Schedule >= 1 && ConsumerWGs == 2 && kChunkPanels == ConsumerWGs && !kSplitColumns;
   static constexpr bool kTurns = Schedule == 2;
   static constexpr int kDsBuffers = kHandoff ? 3 : 2;
 
@@ -464,15 +462,10 @@ struct BwdKernel {
         handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
       else
         steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
-#if FLASH3_BWD_DET_ONLY_BARRIERS  // tuning: the default mode has no turn to pass on here
-      if (p.dq_semaphore) {
+      if (p.dq_semaphore) {  // the last turn goes on after every thread's adds
         ptx::named_barrier_sync(kBarEpilogue + wg, 128);
         publish_dq(p, pending, tid);
       }
-#else
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      publish_dq(p, pending, tid);
-#endif
       epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
   }
@@ -531,14 +524,11 @@ struct BwdKernel {
   // barrier joins them each step. dQ lags one step, after dV and dK are done (issued with them,
   // its accumulators would spill): step u reduces dQ(u-1), whose other half of dS^T the other
   // warpgroup wrote a while before. dS^T buffers hand over through mbarriers (ds_full: both halves
-  // written; ds_empty: both warpgroups done with it, the one without a dQ piece of the step as
-  // soon as its half is written).
+  // written; ds_empty: both dQ done reading).
   __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem,
                                        float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
                                        int& step, int& pending, int steps, int pass, int wg, int tid) {
-    // The dQ tile and rank of the step before; tile -1 before the first step, or when this
-    // warpgroup had no piece in it.
-    int prev_tile = -1, prev_rank = 0;
+    int prev_tile = -1, prev_rank = 0;  // the dQ tile of the step before; -1 before the first step
     for (int g = 0; g < p.group_size; ++g) {
       const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
@@ -549,32 +539,18 @@ struct BwdKernel {
         ptx::mbarrier_wait(smem.ds_empty(buf), ((step / kDsBuffers) & 1) ^ 1);
         key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(buf) + wg * 64 * 128, wg, tid, kTurns);
         ptx::mbarrier_arrive(smem.ds_full(buf));
-        // A single dQ panel (head dim 64) goes to each warpgroup in turn; the other is done with
-        // the buffer once its half is written.
-        const bool has_piece = kChunkPanels == ConsumerWGs || step % ConsumerWGs == wg;
-        if (!has_piece) ptx::mbarrier_arrive(smem.ds_empty(buf));
         ptx::wgmma_wait<0>();
         ptx::fence_registers(dv);
         ptx::fence_registers(dk);
         release(smem.empty(stage));
         ring.advance();
-        if (prev_tile >= 0) {
-          lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
-        } else if (kChunkPanels == 1 && p.dq_semaphore) {
-          // No piece in the step before: the turn of the one before that goes on now, as lagged_dq
-          // would pass it, so that no warpgroup holds a turn for more than a step.
-          ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-          publish_dq(p, pending, tid);
-        }
-        prev_tile = has_piece ? dq_tile(head_tiles, m, pass, handoff_panel(wg)) : -1;
+        if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
+        prev_tile = dq_tile(head_tiles, m, pass, wg);
         prev_rank = p.dq_semaphore ? dq_rank(b, m, p) : 0;
       }
     }
     if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
   }
-
-  // The 64-column panel of the pass whose dQ warpgroup wg computes in the handoff.
-  __device__ static int handoff_panel(int wg) { return kChunkPanels == ConsumerWGs ? wg : 0; }
 
   // This warpgroup's dQ piece of `step` (over all passes), once the other warpgroup's half of
   // dS^T is in, added into the float32 buffer.
@@ -585,19 +561,14 @@ struct BwdKernel {
     ptx::mbarrier_wait(smem.ds_full(buf), (step / kDsBuffers) & 1);
     float dq[32];
     ptx::wgmma_fence();
-    issue_dq(dq, smem.ds(buf, ptx::kDescUnits), smem.k(pass * kChunkPanels + handoff_panel(wg), ptx::kDescUnits));
+    issue_dq(dq, smem.ds(buf, ptx::kDescUnits), smem.k(pass * kChunkPanels + wg, ptx::kDescUnits));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(dq);
     ptx::mbarrier_arrive(smem.ds_empty(buf));
     // After every thread's adds of the last step: its turn goes on, this one's is awaited.
-#if FLASH3_BWD_DET_ONLY_BARRIERS
     if (p.dq_semaphore) {
       ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-#else
-    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-    if (p.dq_semaphore) {
-#endif
       publish_dq(p, pending, tid);
       await_dq_turn(p, tile, rank, wg, tid);
       pending = tile;
