@@ -2,9 +2,8 @@
 // -DFLASH3_ELEMENT=bf16|fp16 -DFLASH3_HEADDIM=64|128|256: the pre-pass, the main kernel and the
 // dQ conversion. The host reads the launch shape from the exported constants. FLASH3_BWD_SCHEDULE,
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
-// FLASH3_BWD_TIMING_UNFENCED_RELEASE=1 and FLASH3_BWD_TIMING_NO_TURN_WAIT=1 build deterministic
-// modes that are not deterministic, only to time what the release fence and the turn wait cost;
-// -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap).
+// -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap),
+// -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det).
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -32,8 +31,12 @@ using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_SOFTCAP
 #define FLASH3_SOFTCAP 0
 #endif
+#ifndef FLASH3_DETERMINISTIC
+#define FLASH3_DETERMINISTIC 0
+#endif
 using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, FLASH3_BWD_STAGES,
-                                 FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_SOFTCAP != 0>;
+                                 FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_SOFTCAP != 0,
+                                 FLASH3_DETERMINISTIC != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads;

@@ -38,8 +38,11 @@ const SOURCES = [{ name: 'quantize_fp8', file: 'quantize_fp8.cu' }];
 for (const element of ['bf16', 'fp16']) {
   for (const headDim of [64, 128, 256]) {
     const defines = [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`];
-    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}`, file: 'flash_bwd.cu', defines });
-    SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_softcap`, file: 'flash_bwd.cu', defines: [...defines, '-DFLASH3_SOFTCAP=1'] });
+    // The deterministic mode and soft-capping are builds of their own (src/cuda/backward.ts picks them).
+    for (const [suffix, extra] of [['', []], ['_softcap', ['-DFLASH3_SOFTCAP=1']]]) {
+      SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}${suffix}`, file: 'flash_bwd.cu', defines: [...defines, ...extra] });
+      SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}${suffix}_det`, file: 'flash_bwd.cu', defines: [...defines, ...extra, '-DFLASH3_DETERMINISTIC=1'] });
+    }
   }
 }
 // Tuning builds: --extra NAME:ELEMENT:HEADDIM:MACRO=V,MACRO=V (e.g. bn176:bf16:128:BLOCK_N=176)
@@ -50,11 +53,13 @@ for (let i = process.argv.indexOf('--extra'); i > 0; i = process.argv.indexOf('-
   VARIANTS.push({ element, headDim: Number(headDim), schedule, defines });
 }
 // Backward tuning builds: --extra-bwd NAME:ELEMENT:HEADDIM:MACRO=V,... adds flash_bwd_<element>_hd<d>_<NAME>.cubin
-// with FLASH3_<MACRO> overrides, for `scripts/tune.mjs --backward`.
+// and its deterministic build (<NAME>_det) with FLASH3_<MACRO> overrides, for `scripts/tune.mjs --backward`.
 for (let i = process.argv.indexOf('--extra-bwd'); i > 0; i = process.argv.indexOf('--extra-bwd', i + 1)) {
   const [name, element, headDim, overrides = ''] = process.argv[i + 1].split(':');
   const defines = overrides.split(',').filter(Boolean).map((kv) => `-DFLASH3_${kv}`);
-  SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_${name}`, file: 'flash_bwd.cu', defines: [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines] });
+  const base = [`-DFLASH3_ELEMENT=${element}`, `-DFLASH3_HEADDIM=${headDim}`, ...defines];
+  SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_${name}`, file: 'flash_bwd.cu', defines: base });
+  SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_${name}_det`, file: 'flash_bwd.cu', defines: [...base, '-DFLASH3_DETERMINISTIC=1'] });
 }
 // The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
 for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1], ['ws-pingpong-overlap', 1, 1]]) {

@@ -1,11 +1,11 @@
 // Backward attention, warp-specialised. One CTA per (key block, kv head, batch): K and V of the
-// block are loaded once; warpgroup 0's first thread streams Q, dO and their per-row lse and
+// block are loaded once; warpgroup 0's first warp streams Q, dO and their per-row lse and
 // D = rowsum(dO * O) through a ring of stages; consumer warpgroups each own 64 keys and work on
 // transposed tiles (S^T = K Q^T, dP^T = V dO^T), so that P^T and dS^T come out of the accumulators
 // already in the A-operand layout of dV += P^T dO and dK += dS^T Q. dS^T also goes to shared
 // memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is added from registers
 // into a float32 buffer in global memory by red.add (in deterministic mode in a fixed order of key
-// blocks per tile, kept by a semaphore per tile).
+// blocks per tile, kept by a semaphore per tile, whose turns warpgroup 0's other warps keep).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -30,8 +30,10 @@ namespace flash3 {
 
 // `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `Softcap`: soft-capped scores
 // (fwd/softcap.cuh), a build of its own like the forward's (the cap's code behind a branch not taken
-// cost the uncapped backward ~10%).
-template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap>
+// cost the uncapped backward ~10%); `Deterministic`: dQ's contributions in a fixed order (see
+// keep_turns), also a build of its own (its turn keepers made the default mode 3-5% slower at d=128).
+template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap,
+          bool Deterministic>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
@@ -83,8 +85,12 @@ struct BwdKernel {
   static constexpr int kOffDs = kOffStages + Stages * 2 * kQBytes;
   static constexpr int kOffRows = kOffDs + kDsBuffers * kDsBytes;
   static constexpr int kOffBarriers = kOffRows + Stages * 2 * kRowBytes;
-  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers;
-  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
+  // Deterministic builds' turns, per consumer warpgroup: turn_request, turn_ready, adds_done
+  // mbarriers and a slot with the requested (tile, rank) after the barriers (see keep_turns).
+  static constexpr int kTurnBarriers = Deterministic ? 3 * ConsumerWGs : 0;
+  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers;
+  static constexpr int kOffTurnSlots = kOffBarriers + 8 * kBarriers;
+  static constexpr int kSmemBytes = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0) + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
   // opens its GEMM turn (kTurns).
@@ -97,6 +103,7 @@ struct BwdKernel {
   static_assert(!kSplitColumns || Stages * 2 * kQBytes >= ConsumerWGs * kBlockN * kChunk * 2,
                 "the Q/dO stages must hold the dK/dV staging");
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
+  static_assert(ConsumerWGs <= 3, "a turn keeper per consumer warpgroup among the producer's warps 1-3");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
@@ -125,6 +132,10 @@ struct BwdKernel {
     __device__ uint32_t empty(int s) const { return base + kOffBarriers + 8 * (1 + Stages + s); }
     __device__ uint32_t ds_full(int b) const { return base + kOffBarriers + 8 * (1 + 2 * Stages + b); }
     __device__ uint32_t ds_empty(int b) const { return base + kOffBarriers + 8 * (1 + 2 * Stages + kDsBuffers + b); }
+    __device__ uint32_t turn_request(int wg) const { return base + kOffBarriers + 8 * (1 + 2 * Stages + 2 * kDsBuffers + wg); }
+    __device__ uint32_t turn_ready(int wg) const { return turn_request(wg) + 8 * ConsumerWGs; }
+    __device__ uint32_t adds_done(int wg) const { return turn_request(wg) + 16 * ConsumerWGs; }
+    __device__ uint32_t turn_slot(int wg) const { return base + kOffTurnSlots + 8 * wg; }
   };
 
   struct Block {
@@ -180,7 +191,8 @@ struct BwdKernel {
   __device__ static int dq_rank(const Block& b, int m, const BwdParams& p) {
     if (p.rotate) {
       const RotationGroup g = rotation_group(b.n_block, p);
-      const int started = min(g.size, int(((long long)(m + 1) * g.size + p.num_m_blocks - 1) / p.num_m_blocks));
+      // 32 bits suffice: deterministic mode makes a group no larger than the GPU's SM count.
+      const int started = min(g.size, int((unsigned(m + 1) * g.size + p.num_m_blocks - 1) / unsigned(p.num_m_blocks)));
       return g.first + (started - 1 - (b.n_block - g.first) + g.size) % g.size;
     }
     const BlockRange keys =
@@ -202,21 +214,38 @@ struct BwdKernel {
         ptx::mbarrier_init(smem.ds_full(b), 128 * ConsumerWGs);
         ptx::mbarrier_init(smem.ds_empty(b), 128 * ConsumerWGs);
       }
+      for (int wg = 0; wg < (Deterministic ? ConsumerWGs : 0); ++wg) {
+        ptx::mbarrier_init(smem.turn_request(wg), 1);
+        ptx::mbarrier_init(smem.turn_ready(wg), 1);
+        ptx::mbarrier_init(smem.adds_done(wg), 128);
+      }
       ptx::fence_barrier_init();
     }
     __syncthreads();
-    ptx::split_roles<kProducerRegs, kConsumerRegs>([&] { produce(p, smem); },
-                                                   [&](int wg) { consume(p, smem, smem_ptr, wg); });
+    if constexpr (Deterministic) {
+      ptx::split_roles_by_warp<kProducerRegs, kConsumerRegs>(
+          [&](int warp) {
+            if (warp == 0) produce(p, smem, ptx::elect_one());
+            else if (warp <= ConsumerWGs) keep_turns(p, smem, warp - 1);
+          },
+          [&](int wg) { consume(p, smem, smem_ptr, wg); });
+    } else {
+      ptx::split_roles<kProducerRegs, kConsumerRegs>([&] { produce(p, smem, true); },
+                                                     [&](int wg) { consume(p, smem, smem_ptr, wg); });
+    }
   }
 
-  __device__ static void produce(const BwdParams& p, const Smem& smem) {
-    ptx::tma_prefetch_descriptor(&p.tm_q);
-    ptx::tma_prefetch_descriptor(&p.tm_do);
+  // Run by one thread, or by a whole warp of which the `leader` lane issues.
+  __device__ static void produce(const BwdParams& p, const Smem& smem, bool leader) {
     const Block b = this_block(p);
-    ptx::mbarrier_arrive_expect_tx(smem.kv_full(), 2 * kKVBytes);
-    for (int panel = 0; panel < kPanels; ++panel) {
-      ptx::tma_load_4d(smem.k(panel), &p.tm_k, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
-      ptx::tma_load_4d(smem.v(panel), &p.tm_v, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+    if (leader) {
+      ptx::tma_prefetch_descriptor(&p.tm_q);
+      ptx::tma_prefetch_descriptor(&p.tm_do);
+      ptx::mbarrier_arrive_expect_tx(smem.kv_full(), 2 * kKVBytes);
+      for (int panel = 0; panel < kPanels; ++panel) {
+        ptx::tma_load_4d(smem.k(panel), &p.tm_k, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+        ptx::tma_load_4d(smem.v(panel), &p.tm_v, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+      }
     }
     const int steps = b.range.m_max - b.range.m_min;
     const int padded = p.num_m_blocks * kBlockM;
@@ -228,15 +257,17 @@ struct BwdKernel {
         for (int t = 0; t < steps; ++t) {
           const int m = visit(b, t, p);
           ptx::mbarrier_wait(smem.empty(ring.index), ring.phase ^ 1);
-          ptx::mbarrier_arrive_expect_tx(smem.full(ring.index), 2 * kQBytes + 2 * kRowBytes);
-          for (int panel = 0; panel < kPanels; ++panel) {
-            ptx::tma_load_4d(smem.q(ring.index, panel), &p.tm_q, smem.full(ring.index), panel * 64, m * kBlockM, head,
-                             b.batch);
-            ptx::tma_load_4d(smem.dout(ring.index, panel), &p.tm_do, smem.full(ring.index), panel * 64, m * kBlockM,
-                             head, b.batch);
+          if (leader) {
+            ptx::mbarrier_arrive_expect_tx(smem.full(ring.index), 2 * kQBytes + 2 * kRowBytes);
+            for (int panel = 0; panel < kPanels; ++panel) {
+              ptx::tma_load_4d(smem.q(ring.index, panel), &p.tm_q, smem.full(ring.index), panel * 64, m * kBlockM,
+                               head, b.batch);
+              ptx::tma_load_4d(smem.dout(ring.index, panel), &p.tm_do, smem.full(ring.index), panel * 64,
+                               m * kBlockM, head, b.batch);
+            }
+            ptx::bulk_load(smem.lse(ring.index), p.lse_log2 + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
+            ptx::bulk_load(smem.dpsum(ring.index), p.dpsum + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
           }
-          ptx::bulk_load(smem.lse(ring.index), p.lse_log2 + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
-          ptx::bulk_load(smem.dpsum(ring.index), p.dpsum + row_base + m * kBlockM, kRowBytes, smem.full(ring.index));
           ring.advance();
         }
       }
@@ -401,21 +432,6 @@ struct BwdKernel {
     return (head_tiles + m) * kPanels + pass * kChunkPanels + piece;
   }
 
-  // Deterministic mode: a warpgroup adds its dQ pieces of a step (all of them, with split columns)
-  // under the turn of the first (`index`), which every CTA takes in the same order, so one
-  // semaphore per warpgroup and step orders them. Thread 0 spins until the tile has taken the
-  // contributions ranked before `rank` (while the first piece's GEMM runs); the others join it at
-  // the barrier.
-  __device__ static void await_dq_turn(const BwdParams& p, int index, int rank, int wg, int tid) {
-#if !FLASH3_BWD_TIMING_NO_TURN_WAIT  // a timing-only diagnosis lets contributions come in any order
-    if (tid == 0) {
-      while (ptx::load_acquire(p.dq_semaphore + index) != rank) {
-      }
-    }
-#endif
-    ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-  }
-
   // The dQ tile `index` added from registers, each thread's four consecutive floats by one red.add:
   // the accumulator's order is thread-major per group of 4, which the conversion pass undoes.
   // One base address per thread and immediate offsets: with an address each, the eight 64-bit
@@ -430,17 +446,40 @@ struct BwdKernel {
     (ptx::red_add_f32x4<I * 128 * 16>(base, dq[4 * I], dq[4 * I + 1], dq[4 * I + 2], dq[4 * I + 3]), ...);
   }
 
-  // Passes the turn of tile `pending` to the next key block, by thread 0 after a
-  // barrier that follows every thread's adds. The order follows the CTAs' arrival, so the next
-  // contributor gets to the tile about a step later: the caller publishes a step late, when the
-  // adds are long done.
-  __device__ static void publish_dq(const BwdParams& p, int& pending, int tid) {
-#if FLASH3_BWD_TIMING_UNFENCED_RELEASE  // timing-only diagnosis: the turn may pass before the adds land
-    if (tid == 0 && pending >= 0) ptx::red_relaxed_add(p.dq_semaphore + pending, 1);
-#else
-    if (tid == 0 && pending >= 0) ptx::red_release_add(p.dq_semaphore + pending, 1);
-#endif
-    pending = -1;
+  // Deterministic mode. Each dQ tile takes its contributions in one order of key blocks (dq_rank),
+  // kept by a semaphore per tile; a warpgroup adds its pieces of a step (all of them, with split
+  // columns) under the turn of the first. An idle producer warp keeps each consumer warpgroup's
+  // turns, so that neither the poll for a turn nor the release fence that passes it on sits in the
+  // consumers' path (session 9, H100, d=128 16k: each cost ~1.1x, both 1.23x, when thread 0 did
+  // them between barriers of its warpgroup). The warpgroup's thread 0 requests the turn of its next
+  // piece well before the adds; all its threads wait on turn_ready, add, and arrive on adds_done.
+  __device__ static void request_turn(const Smem& smem, int wg, int tile, int rank) {
+    ptx::st_shared_s32x2(smem.turn_slot(wg), tile, rank);
+    ptx::mbarrier_arrive(smem.turn_request(wg));
+  }
+
+  // The keeper of warpgroup wg's turns: polls the semaphore of each requested tile until the
+  // contributions ranked before this one are in, opens turn_ready, and passes the turn on once
+  // the warpgroup's adds are done (their arrivals, then a gpu-scope release). A request waits for
+  // the previous turn's turn_ready, so one slot holds it. Run by a whole warp, whose leader lane
+  // reads the slot and signals (an arrival releases only the arriving thread's own reads).
+  __device__ static void keep_turns(const BwdParams& p, const Smem& smem, int wg) {
+    const bool leader = ptx::elect_one();
+    const int leader_lane = __ffs(__ballot_sync(0xffffffffu, leader)) - 1;
+    for (uint32_t parity = 0;; parity ^= 1) {
+      ptx::mbarrier_wait(smem.turn_request(wg), parity);
+      int2 turn = {0, 0};
+      if (leader) turn = ptx::ld_shared_s32x2(smem.turn_slot(wg));
+      turn.x = __shfl_sync(0xffffffffu, turn.x, leader_lane);
+      turn.y = __shfl_sync(0xffffffffu, turn.y, leader_lane);
+      if (turn.x < 0) return;  // the warpgroup is done
+      int* semaphore = p.dq_semaphore + turn.x;
+      while (ptx::load_acquire(semaphore) != turn.y) {  // (a 200 ns or 1 us sleep per poll: equal)
+      }
+      if (leader) ptx::mbarrier_arrive(smem.turn_ready(wg));
+      ptx::mbarrier_wait(smem.adds_done(wg), parity);
+      if (leader) ptx::red_release_add(semaphore, 1);
+    }
   }
 
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
@@ -451,7 +490,7 @@ struct BwdKernel {
     ptx::mbarrier_wait(smem.kv_full(), 0);
     PipelineState<Stages> ring;
     int step = 0;  // over all passes: picks the dS buffer (and, in order, the dQ piece)
-    int pending = -1;  // deterministic: the tile whose turn this warpgroup has yet to pass on
+    uint32_t turn = 0;  // deterministic: parity of this warpgroup's next turn
     if (kHandoff && kTurns && wg == 1) turn_end(wg);  // warpgroup 0 goes first
     for (int pass = 0; pass < kPasses; ++pass) {
       const int cols = kSplitColumns ? wg : pass;  // which 128 (or fewer) columns: the pass of the loops below
@@ -459,37 +498,37 @@ struct BwdKernel {
 #pragma unroll
       for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
       if constexpr (kHandoff)
-        handoff_steps(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
+        handoff_steps(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
       else
-        steps_in_order(p, b, smem, dk, dv, ring, step, pending, steps, cols, wg, tid);
-      if (p.dq_semaphore) {  // the last turn goes on after every thread's adds
-        ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-        publish_dq(p, pending, tid);
-      }
+        steps_in_order(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
       epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
     }
+    if (Deterministic && tid == 0) request_turn(smem, wg, -1, 0);  // releases the keeper
   }
 
   // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared
   // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.
   __device__ static void steps_in_order(const BwdParams& p, const Block& b, const Smem& smem,
                                         float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                        int& step, int& pending, int steps, int pass, int wg, int tid) {
+                                        int& step, uint32_t& turn, int steps, int pass, int wg, int tid) {
     for (int g = 0; g < p.group_size; ++g) {
       const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
         const int m = visit(b, t, p);
+        // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating with
+        // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
+        const int first_piece = kAllPieces ? 0 : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
+        const bool takes_turn = Deterministic && first_piece < kChunkPanels;
+        if (takes_turn && tid == 0) request_turn(smem, wg, dq_tile(head_tiles, m, pass, first_piece), dq_rank(b, m, p));
         const int stage = ring.index;
         ptx::mbarrier_wait(smem.full(stage), ring.phase);
         key_gradients(p, b, smem, dk, dv, stage, m, pass, smem.ds(ds_buffer(step, wg)) + key_group(wg) * 64 * 128, wg,
                       tid, false);
 
         // After this barrier both warpgroups' dS^T are in shared memory (split columns: this
-        // warpgroup's, which only it reads), and it follows the last step's adds, whose turn then
-        // goes on.
+        // warpgroup's, which only it reads).
         if constexpr (kSplitColumns) ptx::named_barrier_sync(kBarEpilogue + wg, 128);
         else ptx::named_barrier_sync(kBarConsumers, kConsumerThreads);
-        publish_dq(p, pending, tid);
         // dV and dK done: the stage's Q and dO are free, and P and dS leave the registers before
         // dQ's accumulators need them.
         ptx::wgmma_wait<0>();
@@ -498,23 +537,23 @@ struct BwdKernel {
         release(smem.empty(stage));
         ring.advance();
 
-        // dQ's 64-column panels of this pass are shared out between the warpgroups, rotating with
-        // the step so that a single panel (head dim 64) alternates; one warpgroup does all.
 #pragma unroll
         for (int slot = 0; slot < kPiecesPerStep; ++slot) {
-          const int piece = kAllPieces ? slot : (wg - step % ConsumerWGs + ConsumerWGs) % ConsumerWGs;
+          const int piece = first_piece + slot;
           if (piece >= kChunkPanels) continue;
           float dq[32];
           ptx::wgmma_fence();
           issue_dq(dq, smem.ds(ds_buffer(step, wg), ptx::kDescUnits),
                    smem.k(pass * kChunkPanels + piece, ptx::kDescUnits));
           ptx::wgmma_commit();
-          const int tile = dq_tile(head_tiles, m, pass, piece);
-          if (p.dq_semaphore && slot == 0) await_dq_turn(p, tile, dq_rank(b, m, p), wg, tid);
+          if (takes_turn && slot == 0) ptx::mbarrier_wait(smem.turn_ready(wg), turn);  // while the GEMM runs
           ptx::wgmma_wait<0>();
           ptx::fence_registers(dq);
-          add_dq(p, dq, tile, tid);
-          if (p.dq_semaphore && slot == 0) pending = tile;
+          add_dq(p, dq, dq_tile(head_tiles, m, pass, piece), tid);
+        }
+        if (takes_turn) {
+          ptx::mbarrier_arrive(smem.adds_done(wg));
+          turn ^= 1;
         }
       }
     }
@@ -527,8 +566,8 @@ struct BwdKernel {
   // written; ds_empty: both dQ done reading).
   __device__ static void handoff_steps(const BwdParams& p, const Block& b, const Smem& smem,
                                        float (&dk)[kChunk / 2], float (&dv)[kChunk / 2], PipelineState<Stages>& ring,
-                                       int& step, int& pending, int steps, int pass, int wg, int tid) {
-    int prev_tile = -1, prev_rank = 0;  // the dQ tile of the step before; -1 before the first step
+                                       int& step, uint32_t& turn, int steps, int pass, int wg, int tid) {
+    int prev_tile = -1;  // the dQ tile of the step before; -1 before the first step
     for (int g = 0; g < p.group_size; ++g) {
       const int head_tiles = dq_head_tiles(p, b, g);
       for (int t = 0; t < steps; ++t, ++step) {
@@ -544,18 +583,19 @@ struct BwdKernel {
         ptx::fence_registers(dk);
         release(smem.empty(stage));
         ring.advance();
-        if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
+        if (prev_tile >= 0) lagged_dq(p, smem, turn, step - 1, prev_tile, pass, wg);
         prev_tile = dq_tile(head_tiles, m, pass, wg);
-        prev_rank = p.dq_semaphore ? dq_rank(b, m, p) : 0;
+        // Requested a step before the adds (the previous turn's turn_ready is past).
+        if (Deterministic && tid == 0) request_turn(smem, wg, prev_tile, dq_rank(b, m, p));
       }
     }
-    if (prev_tile >= 0) lagged_dq(p, smem, pending, step - 1, prev_tile, prev_rank, pass, wg);
+    if (prev_tile >= 0) lagged_dq(p, smem, turn, step - 1, prev_tile, pass, wg);
   }
 
   // This warpgroup's dQ piece of `step` (over all passes), once the other warpgroup's half of
   // dS^T is in, added into the float32 buffer.
-  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem, int& pending, int step, int tile, int rank,
-                                   int pass, int wg) {
+  __device__ static void lagged_dq(const BwdParams& p, const Smem& smem, uint32_t& turn, int step, int tile, int pass,
+                                   int wg) {
     const int tid = threadIdx.x % 128;
     const int buf = step % kDsBuffers;
     ptx::mbarrier_wait(smem.ds_full(buf), (step / kDsBuffers) & 1);
@@ -563,17 +603,15 @@ struct BwdKernel {
     ptx::wgmma_fence();
     issue_dq(dq, smem.ds(buf, ptx::kDescUnits), smem.k(pass * kChunkPanels + wg, ptx::kDescUnits));
     ptx::wgmma_commit();
+    if (Deterministic) ptx::mbarrier_wait(smem.turn_ready(wg), turn);  // while the GEMM runs
     ptx::wgmma_wait<0>();
     ptx::fence_registers(dq);
     ptx::mbarrier_arrive(smem.ds_empty(buf));
-    // After every thread's adds of the last step: its turn goes on, this one's is awaited.
-    if (p.dq_semaphore) {
-      ptx::named_barrier_sync(kBarEpilogue + wg, 128);
-      publish_dq(p, pending, tid);
-      await_dq_turn(p, tile, rank, wg, tid);
-      pending = tile;
-    }
     add_dq(p, dq, tile, tid);
+    if (Deterministic) {
+      ptx::mbarrier_arrive(smem.adds_done(wg));
+      turn ^= 1;
+    }
   }
 
   // Barrier kBarTurn + wg opens warpgroup wg's turn; the other warpgroup opens it after its batch.

@@ -17,7 +17,7 @@ struct BwdParams {
   const float* dpsum;     // (batch, heads_q, seqlen_q_padded): D = rowsum(dO * O)
   float* dq_accum;        // unscaled dS K: (batch, heads_q, query block, 64-column panel) tiles of
                           // 64 x 64 floats in accumulator order (bwd/prepost.cuh undoes it)
-  int* dq_semaphore;      // one per dQ tile in deterministic mode, else null
+  int* dq_semaphore;      // one per dQ tile for the deterministic builds, else null
   int seqlen_q;
   int seqlen_k;
   int heads_q;

@@ -1,4 +1,4 @@
-// Shared-memory loads by 32-bit shared address. The kernels align their dynamic shared
+// Shared-memory loads and stores by 32-bit shared address. The kernels align their dynamic shared
 // memory through an integer cast, after which the compiler no longer knows a pointer into it is
 // shared and emits generic LD.E (through the L1TEX path, long-scoreboard waits); these keep LDS.
 #pragma once
@@ -10,6 +10,16 @@ __device__ __forceinline__ float2 ld_shared_f32x2(uint32_t addr) {
   float2 v;
   asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
   return v;
+}
+
+__device__ __forceinline__ int2 ld_shared_s32x2(uint32_t addr) {
+  int2 v;
+  asm volatile("ld.shared.v2.s32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void st_shared_s32x2(uint32_t addr, int x, int y) {
+  asm volatile("st.shared.v2.s32 [%0], {%1, %2};" ::"r"(addr), "r"(x), "r"(y) : "memory");
 }
 
 }  // namespace flash3::ptx

@@ -38,6 +38,35 @@ __device__ __forceinline__ void split_roles(Produce&& produce, Consume&& consume
   }
 }
 
+// The same split with whole warps: each of warpgroup 0's four warps runs `produce(warp)` with all
+// its lanes, which elect one where a single thread must act (elect_one). ptxas fits such roles in
+// the producer's few registers where single-thread roles of two warps spilled (the backward's turn
+// keepers beside its loader: 36 B, whatever the keeper did).
+template <int ProducerRegs, int ConsumerRegs, typename Produce, typename Consume>
+__device__ __forceinline__ void split_roles_by_warp(Produce&& produce, Consume&& consume) {
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    setmaxnreg_dec<ProducerRegs>();
+    produce(int(threadIdx.x / 32));
+  } else {
+    setmaxnreg_inc<ConsumerRegs>();
+    consume(warpgroup - 1);
+  }
+}
+
+// True in one lane of the (converged) warp.
+__device__ __forceinline__ bool elect_one() {
+  uint32_t leader;
+  asm volatile(
+      "{\n"
+      ".reg .pred P;\n"
+      "elect.sync _|P, 0xffffffff;\n"
+      "selp.u32 %0, 1, 0, P;\n"
+      "}\n"
+      : "=r"(leader));
+  return leader != 0;
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -12,7 +12,7 @@ import type { CudaContext, Stream } from './context.js';
 import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
 import { softcapTerms } from './fwdParams.js';
 import { checkTmaLayout, tensorMap } from './forward.js';
-import { backwardCubinPath, isMasked, type KernelElement } from './kernels.js';
+import { backwardBuild, backwardCubinPath, isMasked, type KernelElement } from './kernels.js';
 import { KernelModule, type KernelArg, type KernelFunction } from './module.js';
 
 export interface BackwardKernel {
@@ -85,7 +85,8 @@ function stridesArg(batch: number, seq: number, head: number): KernelArg {
 
 /**
  * `variant`: a tuning build of the backward (scripts/tune.mjs --backward); 'default' is the tile
- * table's build, or its softcap build when opts.softcap is set.
+ * table's build, or its softcap build when opts.softcap is set. The deterministic mode runs the
+ * chosen build's deterministic twin (`<build>_det`).
  */
 export function planBackward(
   ctx: CudaContext,
@@ -96,8 +97,7 @@ export function planBackward(
   variant = 'default',
 ): BackwardPlan {
   for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
-  const build = variant === 'default' && opts.softcap !== 0 ? 'softcap' : variant;
-  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, build);
+  const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, backwardBuild(variant, opts.softcap !== 0, deterministic));
   const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
   const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);

@@ -122,9 +122,17 @@ export function forwardCubinPath(inputs: ForwardInputs, headDim: number, variant
   return `${KERNEL_DIR}flash_fwd_${element}_hd${headDim}${suffix}.cubin`;
 }
 
+/** The backward build for a tuning `variant` ('default': the tile table's) and mode. */
+export function backwardBuild(variant: string, softcap: boolean, deterministic: boolean): string {
+  const build = variant === 'default' && softcap ? 'softcap' : variant;
+  if (!deterministic) return build;
+  return build === 'default' ? 'det' : `${build}_det`;
+}
+
 /**
  * The backward's cubin (pre-pass, main kernel and dQ conversion) for one element type and head dim;
- * a variant other than 'default' is a tuning build (scripts/build-kernels.mjs --extra-bwd).
+ * other builds: the deterministic mode's and soft-capping's (backwardBuild) and tuning builds
+ * (scripts/build-kernels.mjs --extra-bwd).
  */
 export function backwardCubinPath(element: KernelElement, headDim: number, variant = 'default'): string {
   const suffix = variant === 'default' ? '' : `_${variant}`;
@@ -144,7 +152,8 @@ export function missingCubins(): string[] {
   const paths = [QUANTIZE_CUBIN];
   for (const out of ['bfloat16', 'float16'] as const) {
     for (const d of FORWARD_HEAD_DIMS) {
-      paths.push(backwardCubinPath(out, d), backwardCubinPath(out, d, 'softcap'), forwardCubinPath(out, d, 'softcap'));
+      for (const build of ['default', 'softcap', 'det', 'softcap_det']) paths.push(backwardCubinPath(out, d, build));
+      paths.push(forwardCubinPath(out, d, 'softcap'));
       for (const inputs of [...forwardInputsFor(false, out), ...forwardInputsFor(true, out)]) paths.push(forwardCubinPath(inputs, d));
     }
     for (const t of SEQUENCE_TILES) for (const inputs of forwardInputsFor(t.fp8, out)) paths.push(forwardCubinPath(inputs, t.headDim, t.variant));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FORWARD_TILES, forwardTileFor, forwardVariantFor, SEQUENCE_TILES, type ForwardInputs } from '../../src/cuda/kernels.js';
+import { backwardBuild, FORWARD_TILES, forwardTileFor, forwardVariantFor, SEQUENCE_TILES, type ForwardInputs } from '../../src/cuda/kernels.js';
 
 const UNMASKED = { windowLeft: -1, windowRight: -1 };
 const CAUSAL = { windowLeft: -1, windowRight: 0 };
@@ -51,5 +51,16 @@ describe('forward tile choice by problem size and mask', () => {
   it('leaves FP8 inputs to their own tiles', () => {
     assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 128, 4096, UNMASKED), 'long');
     assert.equal(forwardVariantFor({ fp8: true, out: 'float16' }, 256, 16384, UNMASKED), 'default');
+  });
+});
+
+describe('backward build choice', () => {
+  it('runs the deterministic mode and soft-capping on builds of their own, tuning builds on their twins', () => {
+    assert.equal(backwardBuild('default', false, false), 'default');
+    assert.equal(backwardBuild('default', false, true), 'det');
+    assert.equal(backwardBuild('default', true, false), 'softcap');
+    assert.equal(backwardBuild('default', true, true), 'softcap_det');
+    assert.equal(backwardBuild('h2', false, true), 'h2_det');
+    assert.equal(backwardBuild('h2', true, false), 'h2');
   });
 });
