@@ -1,6 +1,7 @@
 // Times kernel builds side by side in one process on one card: the FA3-style ablation by default
 // (bf16, d=128, s=8k, non-causal), or any tuning builds (scripts/build-kernels.mjs --extra, or
-// --extra-bwd with --backward: each backward build in the default and the deterministic mode).
+// --extra-bwd with --backward: each backward build in the default mode and, through its _det twin,
+// the deterministic mode).
 //   node scripts/tune.mjs [--backward [--modes default,det]] [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N] [--check]
 // --check (16-bit only) first runs every build at each point's head dim on two small problems
 // (causal, and full with more tiles than SMs) and compares its output (backward: dQ, dK and dV, in
