@@ -31,7 +31,7 @@ namespace flash3 {
 // `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `Softcap`: soft-capped scores
 // (fwd/softcap.cuh), a build of its own like the forward's (the cap's code behind a branch not taken
 // cost the uncapped backward ~10%); `Deterministic`: dQ's contributions in a fixed order (see
-// keep_turns), also a build of its own (its turn keepers made the default mode 3-5% slower at d=128).
+// keep_turns), also a build of its own (its turn keepers made the default mode 3-8% slower at d=128).
 template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap,
           bool Deterministic>
 struct BwdKernel {
