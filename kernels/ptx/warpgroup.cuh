@@ -24,24 +24,11 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-// Warp specialisation: after the CTA-wide setup, warpgroup 0 gives registers back and its first
-// thread runs `produce()`; the other warpgroups take them and run `consume(index from 0)`.
-template <int ProducerRegs, int ConsumerRegs, typename Produce, typename Consume>
-__device__ __forceinline__ void split_roles(Produce&& produce, Consume&& consume) {
-  const int warpgroup = threadIdx.x / 128;
-  if (warpgroup == 0) {
-    setmaxnreg_dec<ProducerRegs>();
-    if (threadIdx.x == 0) produce();
-  } else {
-    setmaxnreg_inc<ConsumerRegs>();
-    consume(warpgroup - 1);
-  }
-}
-
-// The same split with whole warps: each of warpgroup 0's four warps runs `produce(warp)` with all
-// its lanes, which elect one where a single thread must act (elect_one). ptxas fits such roles in
-// the producer's few registers where single-thread roles of two warps spilled (the backward's turn
-// keepers beside its loader: 36 B, whatever the keeper did).
+// Warp specialisation: after the CTA-wide setup, warpgroup 0 gives registers back and each of its
+// four warps runs `produce(warp)` with all its lanes, which elect one where a single thread must act
+// (elect_one); the other warpgroups take the registers and run `consume(index from 0)`. ptxas fits
+// whole-warp roles in the producer's few registers where single-thread roles of two warps spilled
+// (the backward's turn keepers beside its loader: 36 B, whatever the keeper did).
 template <int ProducerRegs, int ConsumerRegs, typename Produce, typename Consume>
 __device__ __forceinline__ void split_roles_by_warp(Produce&& produce, Consume&& consume) {
   const int warpgroup = threadIdx.x / 128;
@@ -52,6 +39,16 @@ __device__ __forceinline__ void split_roles_by_warp(Produce&& produce, Consume&&
     setmaxnreg_inc<ConsumerRegs>();
     consume(warpgroup - 1);
   }
+}
+
+// The same split with a single producer thread, warpgroup 0's first, running `produce()`.
+template <int ProducerRegs, int ConsumerRegs, typename Produce, typename Consume>
+__device__ __forceinline__ void split_roles(Produce&& produce, Consume&& consume) {
+  split_roles_by_warp<ProducerRegs, ConsumerRegs>(
+      [&](int) {
+        if (threadIdx.x == 0) produce();
+      },
+      consume);
 }
 
 // True in one lane of the (converged) warp.
