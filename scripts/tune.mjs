@@ -3,8 +3,8 @@
 // --extra-bwd with --backward: each backward build in the default mode and, through its _det twin,
 // the deterministic mode).
 //   node scripts/tune.mjs [--backward [--modes default,det]] [--dtype bf16|fp16|fp8|fp8x2 (the accuracy mode)] [--variants a,b,...] [--points d:seqlen:causal|full,...] [--rounds N] [--check]
-// --check (16-bit only) first runs every build at each point's head dim on two small problems
-// (causal, and full with more tiles than SMs) and compares its output (backward: dQ, dK and dV, in
+// --check (16-bit only) first runs every build at each point's head dim on three small problems
+// (causal, causal and full with more tiles than SMs) and compares its output (backward: dQ, dK and dV, in
 // both modes) with the default build's: a tuning build is not in the test suite, so this is what
 // says it computes attention at all. --check-only stops after the checks: small enough to run
 // under compute-sanitizer.
@@ -118,7 +118,8 @@ if (values.check || values['check-only']) {
     const checked = variants.filter((v) => backward || v !== 'default');
     const modes = backward ? [false, true].filter((det) => backwardModes.includes(det ? 'det' : 'default')) : [false];
     for (const [variant, deterministic] of checked.flatMap((v) => modes.map((m) => [v, m])).filter(([v, m]) => v !== 'default' || m)) {
-      for (const [dims, causal] of [[[2, 700, 4, d], true], [[4, 1500, 2048 / d / 2, d], false]]) {
+      // Causal, and causal and full with more tiles than SMs (a CTA then runs several tiles in a row).
+      for (const [dims, causal] of [[[2, 700, 4, d], true], [[8, 1000, 8, d], true], [[4, 1500, 2048 / d / 2, d], false]]) {
         let line;
         try {
           const { err, finite } = backward ? compareBackwardWithDefault(variant, dims, causal, deterministic) : compareWithDefault(variant, dims, causal);
