@@ -2,10 +2,11 @@
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode;
 // -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_TALL_TILE
-// the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_SOFTCAP=1 the default
+// the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_PAIR_TILE the tile of two
+// CTAs per SM for short masked problems (TileConfigPair), -DFLASH3_SOFTCAP=1 the default
 // tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation;
-// FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS and FLASH3_MAX_SLACK override the tile table
+// FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS, FLASH3_MAX_SLACK and FLASH3_CTAS_PER_SM override the tile table
 // for tuning builds. The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/element.cuh"
 #include "fwd/kernel.cuh"
@@ -41,6 +42,9 @@ using Config = flash3::TileConfigLong<FLASH3_HEADDIM>;
 #elif defined(FLASH3_TALL_TILE)
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
 using Config = flash3::TileConfigTall<FLASH3_HEADDIM>;
+#elif defined(FLASH3_PAIR_TILE)
+using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
+using Config = flash3::TileConfigPair<FLASH3_HEADDIM>;
 #else
 #ifndef FLASH3_SOFTCAP
 #define FLASH3_SOFTCAP 0
@@ -67,16 +71,20 @@ using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_MAX_SLACK
 #define FLASH3_MAX_SLACK Config::kMaxSlack
 #endif
+#ifndef FLASH3_CTAS_PER_SM
+#define FLASH3_CTAS_PER_SM Config::kCtasPerSm
+#endif
 using Kernel = flash3::FwdKernel<Inputs, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
-                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0, FLASH3_MAX_SLACK>;
+                                 FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0, FLASH3_MAX_SLACK, FLASH3_CTAS_PER_SM>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;
 __device__ __attribute__((used)) const int flash3_fwd_smem_bytes = Kernel::kSmemBytes;
 __device__ __attribute__((used)) const int flash3_fwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_fwd_block_n = FLASH3_BLOCK_N;
+__device__ __attribute__((used)) const int flash3_fwd_ctas_per_sm = FLASH3_CTAS_PER_SM;
 
-__global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_fwd(const __grid_constant__ flash3::FwdParams p) {
+__global__ void __launch_bounds__(Kernel::kThreads, FLASH3_CTAS_PER_SM) flash3_fwd(const __grid_constant__ flash3::FwdParams p) {
   Kernel::run(p);
 }
 }

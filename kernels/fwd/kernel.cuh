@@ -46,7 +46,7 @@ __device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
 // `Inputs`: HalfInputs<T> or Fp8Inputs<Out> (element.cuh).
 // `MaxSlack`: see OnlineSoftmax (softmax.cuh).
 template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap,
-          int MaxSlack>
+          int MaxSlack, int CtasPerSm = 1>
 struct FwdKernel {
   using In = typename Inputs::In;
   using Out = typename Inputs::Out;
@@ -71,8 +71,13 @@ struct FwdKernel {
   // there they are rebuilt each block instead; elsewhere rebuilding measured -1% (d=128 8k) to -5%
   // (bf16 d=256 8k) on an H100.
   static constexpr bool kHoistQDescriptors = !(kFp8 && HeadDim == 256);
-  static constexpr int kProducerRegs = ConsumerWGs == 2 ? 24 : 32;
-  static constexpr int kConsumerRegs = ConsumerWGs == 2 ? 240 : 160;
+  // CtasPerSm CTAs share an SM (more warps to hide the softmax's latency with): each gets its share
+  // of the registers at launch, which setmaxnreg moves from the producer to the consumers.
+  static constexpr int kLaunchRegs = 65536 / CtasPerSm / kThreads / 8 * 8;
+  static constexpr int kProducerRegs = CtasPerSm > 1 ? 24 : ConsumerWGs == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs =
+      CtasPerSm > 1 ? (kThreads * kLaunchRegs - 128 * kProducerRegs) / (128 * ConsumerWGs) / 8 * 8 : ConsumerWGs == 2 ? 240 : 160;
+  static constexpr int kSmemBudget = CtasPerSm > 1 ? 228 * 1024 / CtasPerSm - 1024 : 227 * 1024;
 
   // Shared memory: [Q per consumer][K ring][V ring][O staging per consumer, when it fits][barriers];
   // every tile 1 KiB aligned for the swizzle. With its own O buffer a warpgroup hands Q back right
@@ -86,7 +91,7 @@ struct FwdKernel {
   static constexpr int kEndKV = kOffV + Stages * kKVBytes;
   static constexpr int kOPanelBytes = 64 * 128;  // 64 rows of one 128-byte swizzle row
   static constexpr int kOPanels = kOBytesPerWG / kOPanelBytes;
-  static constexpr int kOPanelsFree = (227 * 1024 - 2048 - kEndKV) / (ConsumerWGs * kOPanelBytes);
+  static constexpr int kOPanelsFree = (kSmemBudget - 2048 - kEndKV) / (ConsumerWGs * kOPanelBytes);
   static constexpr int kOPanelsFit = kOPanelsFree >= kOPanels ? kOPanels : kOPanelsFree >= 2 ? 2 : kOPanelsFree;
   static constexpr bool kSeparateO = kOPanelsFit >= 1;
   static constexpr int kOChunkPanels = kSeparateO ? kOPanelsFit : kOPanels;
@@ -114,7 +119,7 @@ struct FwdKernel {
   static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
   static_assert(kOChunks * kOChunkPanels == kOPanels, "O's panels split into whole chunks");
   static_assert(!kFp8 || BlockN == 64 || BlockN == 128, "a V^T row of BlockN keys is one swizzle row");
-  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+  static_assert(kSmemBytes <= kSmemBudget, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
   // descriptors; every offset is a multiple of 16 bytes, so both are a base plus constants.

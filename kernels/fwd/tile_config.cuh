@@ -20,6 +20,7 @@ struct TileConfig<64> {
   static constexpr bool kIntraOverlap = true;
   // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
   static constexpr int kMaxSlack = 0;
+  static constexpr int kCtasPerSm = 1;
 };
 
 // Long sequences at head dim 64 (seqlen_q >= 2048, chosen in src/cuda/kernels.ts): three consumer
@@ -51,6 +52,7 @@ struct TileConfig<128> {
   static constexpr bool kIntraOverlap = true;
   // Exact running max: a slack measured no faster here and raised bf16 RMSE by 20-24%.
   static constexpr int kMaxSlack = 0;
+  static constexpr int kCtasPerSm = 1;
 };
 
 // Head dim 128 from seqlen_q 8192: block N 176 with pingpong (FA3's block N), O staged one panel
@@ -84,6 +86,25 @@ struct TileConfigTall<128> : TileConfig<128> {
   static constexpr bool kIntraOverlap = false;
 };
 
+// Masked problems at head dim 64 from 512 to 2047 query rows: two CTAs per SM (block N 64, no
+// intra-warpgroup overlap; Q 16 + 2 x (K 8 + V 8) + O 16 KiB; the launch's 80 registers a thread
+// hold it spill-free), so four consumer warpgroups share an SM and hide each other's softmax
+// latency: a causal tile's time is its warpgroups' chain of S, softmax and P V, not the SM's pipes
+// (docs/perf-log.md, session 10: halving the diagonal block's work for one warpgroup gained nothing). H200, bf16
+// (session 10), medians of 5 interleaved rounds against the default tile: 238.7 vs 228.9 at 512
+// causal, 303.3 vs 295.4 at 1k causal; 345 vs 362 (the long tile) at 2k causal; unmasked it loses
+// (348 vs 353 at 512, 375 vs 403 at 1k, 405 vs 469 at 4k); with pingpong 231, 292. With
+// intra-warpgroup overlap it spills (48 B); block N 128 does not fit the registers.
+template <int HeadDim>
+struct TileConfigPair;
+
+template <>
+struct TileConfigPair<64> : TileConfig<64> {
+  static constexpr int kBlockN = 64;
+  static constexpr bool kIntraOverlap = false;
+  static constexpr int kCtasPerSm = 2;
+};
+
 // Head dim 64, H100 bf16 (session 7), against the default tile in one run: 374 vs 355 at 512, 403 vs
 // 393 at 1k, 454 vs 450 at 2k (the long tile there, three warpgroups with overlap); causal 200 vs 230
 // at 512, 264 vs 300 at 1k. Block N 192 on two warpgroups instead: 286, 336, 388.
@@ -107,6 +128,7 @@ struct TileConfig<256> {
   // exponential at this block N): +2-5% (H200), at the price of P's largest element no longer being
   // exactly 1: bf16 RMSE 2.36e-4 -> 2.69e-4 on the outlier inputs of `flash3 fp8-error`.
   static constexpr int kMaxSlack = 8;
+  static constexpr int kCtasPerSm = 1;
 };
 
 // Head dim 256 from seqlen_q 2048: block N 80 (FA3's choice), Q 64 + 2 x (K 40 + V 40) = 224 KiB,
@@ -145,6 +167,7 @@ struct TileConfigFp8 {
   static constexpr bool kIntraOverlap = true;
   // Exact running max: with a slack, a row's largest P (1, exact in e4m3) would be rounded.
   static constexpr int kMaxSlack = 0;
+  static constexpr int kCtasPerSm = 1;
 };
 
 // FP8 at head dim 64 from seqlen_q 2048: three consumer warpgroups (block M 192), no spill once a

@@ -124,7 +124,7 @@ export function planForward(
   }
   const numMBlocks = Math.ceil(shape.seqlenQ / kernel.blockM);
   const numTiles = numMBlocks * shape.headsQ * shape.batch;
-  const grid = Math.min(numTiles, ctx.multiprocessorCount);
+  const grid = Math.min(numTiles, ctx.multiprocessorCount * kernel.ctasPerSm);
   const schedule = planSchedule({
     numMBlocks,
     headsQ: shape.headsQ,

@@ -49,26 +49,30 @@ export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpo
 export type Variant = string;
 
 export interface SequenceTile {
-  /** The build: 'long' (TileConfigLong, TileConfigFp8Long) or 'tall' (TileConfigTall). */
-  variant: 'long' | 'tall';
+  /** The build: 'long' (TileConfigLong, TileConfigFp8Long), 'tall' (TileConfigTall) or 'pair' (TileConfigPair). */
+  variant: 'long' | 'tall' | 'pair';
   fp8: boolean;
   headDim: number;
   /** Query rows from which the tile is used. */
   minSeqlenQ: number;
   /** Used only without a mask (neither causal nor a window). */
   unmasked?: true;
+  /** Used only with a mask (causal or a window). */
+  masked?: true;
   blockM: number;
   blockN: number;
 }
 
 /**
  * The builds chosen by problem size, the first that matches winning (kernels/fwd/tile_config.cuh
- * holds their H100 measurements). Their taller or wider blocks win on long sequences and lose on
- * short ones, where the blocks pad and more of them need masks.
+ * holds their measurements). The taller or wider blocks win on long sequences and lose on short
+ * ones, where the blocks pad and more of them need masks; the pair tile (two CTAs per SM) wins
+ * only on short masked problems.
  */
 export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
   { variant: 'tall', fp8: false, headDim: 64, minSeqlenQ: 512, unmasked: true, blockM: 192, blockN: 128 },
+  { variant: 'pair', fp8: false, headDim: 64, minSeqlenQ: 512, masked: true, blockM: 128, blockN: 64 },
   { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, unmasked: true, blockM: 192, blockN: 128 },
   { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
@@ -97,7 +101,9 @@ function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number
   if (traits.softcap) return undefined;
   const fp8 = typeof inputs !== 'string';
   const masked = isMasked(traits);
-  return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked));
+  return SEQUENCE_TILES.find(
+    (t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked) && !(t.masked && !masked),
+  );
 }
 
 /** The build that 'default' means for a problem: a sequence tile where one pays, or the softcap build. */
@@ -167,6 +173,8 @@ export interface ForwardKernel {
   smemBytes: number;
   blockM: number;
   blockN: number;
+  /** CTAs the kernel is built to share an SM with (its persistent grid is that many per SM). */
+  ctasPerSm: number;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
@@ -185,6 +193,7 @@ export function forwardKernel(ctx: CudaContext, inputs: ForwardInputs, headDim: 
       smemBytes: module.readGlobalInt32('flash3_fwd_smem_bytes'),
       blockM: module.readGlobalInt32('flash3_fwd_block_m'),
       blockN: module.readGlobalInt32('flash3_fwd_block_n'),
+      ctasPerSm: module.readGlobalInt32('flash3_fwd_ctas_per_sm'),
     };
     fn.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(path, kernel);
