@@ -89,12 +89,13 @@ struct TileConfigTall<128> : TileConfig<128> {
 // Masked problems at head dim 64 from 512 to 2047 query rows: two CTAs per SM (block N 64, no
 // intra-warpgroup overlap; Q 16 + 2 x (K 8 + V 8) + O 16 KiB; the launch's 80 registers a thread
 // hold it spill-free), so four consumer warpgroups share an SM and hide each other's softmax
-// latency: a causal tile's time is its warpgroups' chain of S, softmax and P V, not the SM's pipes
-// (docs/perf-log.md, session 10: halving the diagonal block's work for one warpgroup gained nothing). H200, bf16
-// (session 10), medians of 5 interleaved rounds against the default tile: 238.7 vs 228.9 at 512
-// causal, 303.3 vs 295.4 at 1k causal; 345 vs 362 (the long tile) at 2k causal; unmasked it loses
-// (348 vs 353 at 512, 375 vs 403 at 1k, 405 vs 469 at 4k); with pingpong 231, 292. With
-// intra-warpgroup overlap it spills (48 B); block N 128 does not fit the registers.
+// latency: a causal tile's time is its warpgroups' chain of S, softmax and P V, not the SM's
+// pipes (docs/perf-log.md, session 10: halving the diagonal block's work for one warpgroup gained
+// nothing). H200, bf16 (session 10), medians of 5 interleaved rounds against the default tile:
+// 238.7 vs 228.9 at 512 causal, 303.3 vs 295.4 at 1k causal; 345 vs 362 (the long tile) at 2k
+// causal; unmasked it loses (348 vs 353 at 512, 375 vs 403 at 1k, 405 vs 469 at 4k); with
+// pingpong 231, 292. With intra-warpgroup overlap it spills (48 B); block N 128 does not fit the
+// registers; FP8 this way lost 5-8%.
 template <int HeadDim>
 struct TileConfigPair;
 
