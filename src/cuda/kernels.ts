@@ -55,10 +55,8 @@ export interface SequenceTile {
   headDim: number;
   /** Query rows from which the tile is used. */
   minSeqlenQ: number;
-  /** Used only without a mask (neither causal nor a window). */
-  unmasked?: true;
-  /** Used only with a mask (causal or a window). */
-  masked?: true;
+  /** Used only for problems without a mask, or only for masked ones (causal or a window); absent: for both. */
+  mask?: 'unmasked' | 'masked';
   blockM: number;
   blockN: number;
 }
@@ -71,9 +69,9 @@ export interface SequenceTile {
  */
 export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
-  { variant: 'tall', fp8: false, headDim: 64, minSeqlenQ: 512, unmasked: true, blockM: 192, blockN: 128 },
-  { variant: 'pair', fp8: false, headDim: 64, minSeqlenQ: 512, masked: true, blockM: 128, blockN: 64 },
-  { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, unmasked: true, blockM: 192, blockN: 128 },
+  { variant: 'tall', fp8: false, headDim: 64, minSeqlenQ: 512, mask: 'unmasked', blockM: 192, blockN: 128 },
+  { variant: 'pair', fp8: false, headDim: 64, minSeqlenQ: 512, mask: 'masked', blockM: 128, blockN: 64 },
+  { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, mask: 'unmasked', blockM: 192, blockN: 128 },
   { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
   { variant: 'long', fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
@@ -100,10 +98,8 @@ export function isMasked(mask: MaskWindow): boolean {
 function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number, traits: BuildTraits): SequenceTile | undefined {
   if (traits.softcap) return undefined;
   const fp8 = typeof inputs !== 'string';
-  const masked = isMasked(traits);
-  return SEQUENCE_TILES.find(
-    (t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && !(t.unmasked && masked) && !(t.masked && !masked),
-  );
+  const kind = isMasked(traits) ? 'masked' : 'unmasked';
+  return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && (t.mask ?? kind) === kind);
 }
 
 /** The build that 'default' means for a problem: a sequence tile where one pays, or the softcap build. */

@@ -10,7 +10,7 @@ describe('forward tile choice by problem size and mask', () => {
   it('takes each sequence tile from its first query row, and the default below it', () => {
     for (const t of SEQUENCE_TILES) {
       const inputs: ForwardInputs = t.fp8 ? { fp8: true, out: 'bfloat16' } : 'bfloat16';
-      const mask = t.unmasked ? UNMASKED : CAUSAL;
+      const mask = t.mask === 'unmasked' ? UNMASKED : CAUSAL;
       assert.equal(forwardVariantFor(inputs, t.headDim, t.minSeqlenQ, mask), t.variant, `${t.variant} d=${t.headDim}`);
       assert.notEqual(forwardVariantFor(inputs, t.headDim, t.minSeqlenQ - 1, mask), t.variant);
       assert.deepEqual(forwardTileFor(inputs, t.headDim, t.minSeqlenQ, mask), { blockM: t.blockM, blockN: t.blockN });
