@@ -53,12 +53,13 @@ __global__ void __launch_bounds__(256) flash3_bwd_prepare(const Element* out, fl
                                                           float* lse_log2, float* dpsum, float* dq_accum,
                                                           int* semaphores, int semaphore_count, int heads, int seqlen_q,
                                                           int padded, int rows) {
-  flash3::prepare_rows(out, so, dout, sdo, lse, slse, lse_log2, dpsum, dq_accum, semaphores, semaphore_count, heads,
-                       seqlen_q, padded, FLASH3_HEADDIM, rows);
+  flash3::prepare_rows<Element, FLASH3_HEADDIM>(out, so, dout, sdo, lse, slse, lse_log2, dpsum, dq_accum, semaphores,
+                                                semaphore_count, heads, seqlen_q, padded, rows);
 }
 
-__global__ void __launch_bounds__(256) flash3_bwd_convert_dq(const float* dq_accum, Element* dq, float scale, int heads,
-                                                             int seqlen_q, int padded, long long pairs) {
-  flash3::convert_dq(dq_accum, dq, scale, heads, seqlen_q, padded, FLASH3_HEADDIM, pairs);
+__global__ void __launch_bounds__(flash3::kConvertThreads) flash3_bwd_convert_dq(const float* dq_accum, Element* dq,
+                                                                                float scale, int heads, int seqlen_q,
+                                                                                int padded) {
+  flash3::convert_dq(dq_accum, dq, scale, heads, seqlen_q, padded, FLASH3_HEADDIM);
 }
 }

@@ -1,4 +1,5 @@
-// The backward's pre-pass and post-pass: elementwise kernels around the main one.
+// The backward's pre-pass and post-pass: elementwise kernels around the main one, bound by memory
+// bandwidth, so both move 16-byte vectors with several loads in flight per thread.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -13,65 +14,112 @@ struct Strides {
   long long batch, seq, head;  // in elements; the head dim is contiguous
 };
 
-// One warp per padded query row (batch, head, row < seqlen_q_padded): D = rowsum(dO * O), the
-// lse in log2 units (+inf where the row saw no key, or is padding, so that P = exp2(s - lse) = 0
-// there), and a row's worth (headdim floats) of the dQ accumulator and of the deterministic-mode
-// semaphores zeroed.
+// Eight 16-bit elements: one 16-byte load or store.
 template <typename T>
+union Vec8 {
+  uint4 bits;
+  T x[8];
+};
+
+// Two elements packed for one 4-byte store.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float a, float b) {
+  union {
+    T x[2];
+    uint32_t bits;
+  } v;
+  v.x[0] = ptx::from_float<T>(a);
+  v.x[1] = ptx::from_float<T>(b);
+  return v.bits;
+}
+
+// A row is read by HeadDim / 8 lanes, one 16-byte vector of O and one of dO each (the host checks
+// that out's and dout's rows are 16-byte aligned), so a warp covers 32 / (HeadDim / 8) rows:
+// D = rowsum(dO * O), the lse in log2 units (+inf where the row saw no key, or is padding, so that
+// P = exp2(s - lse) = 0 there), and the row's share (HeadDim floats) of the dQ accumulator and of the
+// deterministic-mode semaphores zeroed.
+template <typename T, int HeadDim>
 __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sdo, const float* lse, Strides slse,
                              float* lse_log2, float* dpsum, float* dq_accum, int* semaphores, int semaphore_count,
-                             int heads, int seqlen_q, int padded, int headdim, int rows) {
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+                             int heads, int seqlen_q, int padded, int rows) {
+  constexpr int kLanesPerRow = HeadDim / 8;
+  constexpr int kRowsPerWarp = 32 / kLanesPerRow;
   const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
+  const int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * kRowsPerWarp + lane / kLanesPerRow;
+  const int part = lane % kLanesPerRow;
+  const bool live = row < rows;
   const int i = row % padded;
   const int bh = row / padded;
   const int b = bh / heads;
   const int h = bh % heads;
   float d = 0.f;
-  float l = INFINITY;
-  if (i < seqlen_q) {
-    const T* o = out + b * so.batch + i * so.seq + h * so.head;
-    const T* g = dout + b * sdo.batch + i * sdo.seq + h * sdo.head;
-    for (int c = lane; c < headdim; c += 32) d += ptx::to_float(o[c]) * ptx::to_float(g[c]);
+  if (live && i < seqlen_q) {
+    Vec8<T> o, g;
+    o.bits = __ldg(reinterpret_cast<const uint4*>(out + b * so.batch + i * so.seq + h * so.head) + part);
+    g.bits = __ldg(reinterpret_cast<const uint4*>(dout + b * sdo.batch + i * sdo.seq + h * sdo.head) + part);
 #pragma unroll
-    for (int off = 16; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
-    const float x = lse[b * slse.batch + h * slse.head + i * slse.seq];
-    l = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+    for (int e = 0; e < 8; ++e) d += ptx::to_float(o.x[e]) * ptx::to_float(g.x[e]);
   }
-  float* acc = dq_accum + size_t(row) * headdim;
-  for (int c = lane; c < headdim; c += 32) acc[c] = 0.f;
-  if (lane == 0) {
+  // Every lane shuffles (rows past the end hold 0): the groups of a row are aligned lane ranges.
+#pragma unroll
+  for (int off = kLanesPerRow / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
+  if (!live) return;
+  float4* acc = reinterpret_cast<float4*>(dq_accum + size_t(row) * HeadDim);
+  acc[part] = make_float4(0.f, 0.f, 0.f, 0.f);
+  acc[part + kLanesPerRow] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (part == 0) {
+    float l = INFINITY;
+    if (i < seqlen_q) {
+      const float x = lse[b * slse.batch + h * slse.head + i * slse.seq];
+      l = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+    }
     dpsum[row] = d;
     lse_log2[row] = l;
     if (row < semaphore_count) semaphores[row] = 0;
   }
 }
 
-// dQ = softmax_scale * accumulator, to the contiguous (batch, seqlen_q, heads, d) output, two
-// elements per thread. The accumulator holds 64 x 64 tiles per (batch, head, query block, column
-// panel) in the main kernel's register order: float 4 * (128 * (col / 8) + thread) + 2 * r + col % 2
-// with thread = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2 and r = (row % 16) / 8.
+// dQ = softmax_scale * accumulator, to the contiguous (batch, seqlen_q, heads, d) output, one
+// 64 x 64 tile per CTA of 128 threads. The accumulator holds such tiles per (batch, head, query
+// block, column panel) in the main kernel's register order: thread t's float4 number g is rows
+// R and R + 8, columns 8g + 2(t % 4) and the next, with R = 16(t / 32) + (t % 32) / 4. Reading it
+// in that order is coalesced; the tile then goes through shared memory so that 8 threads write
+// each 128-byte output row.
+constexpr int kConvertThreads = 128;
+
 template <typename T>
-__device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads, int seqlen_q, int padded, int headdim,
-                           long long pairs) {
+__device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads, int seqlen_q, int padded,
+                           int headdim) {
+  constexpr int kPitch = 64 + 8;  // elements; a warp's 4-byte stores then hit 32 distinct banks
+  __shared__ __align__(16) T tile[64 * kPitch];
   const int panels = headdim / 64;
   const int m_blocks = padded / 64;
-  for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < pairs; e += (long long)gridDim.x * blockDim.x) {
-    const long long x = 2 * e;
-    const int c = int(x % headdim);
-    const long long r = x / headdim;  // (b, i, h) row of the output
-    const int h = int(r % heads);
-    const int i = int((r / heads) % seqlen_q);
-    const int b = int(r / (heads * (long long)seqlen_q));
-    const size_t tile = ((size_t(b) * heads + h) * m_blocks + i / 64) * panels + c / 64;
-    const int row = i % 64;
-    const int col = c % 64;
-    const int thread = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2;
-    const float2 v = *reinterpret_cast<const float2*>(dq_accum + tile * 4096 + 4 * (128 * (col / 8) + thread) +
-                                                      2 * ((row % 16) / 8));
-    dq[x] = ptx::from_float<T>(v.x * scale);
-    dq[x + 1] = ptx::from_float<T>(v.y * scale);
+  const int t = threadIdx.x;
+  const float4* src = reinterpret_cast<const float4*>(dq_accum) + size_t(blockIdx.x) * 1024;
+  float4 f[8];
+#pragma unroll
+  for (int g = 0; g < 8; ++g) f[g] = src[128 * g + t];
+  const int r0 = 16 * (t / 32) + (t % 32) / 4;
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+    const int col = 8 * g + 2 * (t % 4);
+    *reinterpret_cast<uint32_t*>(tile + r0 * kPitch + col) = pack_pair<T>(f[g].x * scale, f[g].y * scale);
+    *reinterpret_cast<uint32_t*>(tile + (r0 + 8) * kPitch + col) = pack_pair<T>(f[g].z * scale, f[g].w * scale);
+  }
+  __syncthreads();
+  const int panel = blockIdx.x % panels;
+  const int m_block = (blockIdx.x / panels) % m_blocks;
+  const int bh = blockIdx.x / (panels * m_blocks);
+  const int b = bh / heads, h = bh % heads;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int chunk = t + kConvertThreads * j;  // 8 chunks of 8 elements per row
+    const int row = chunk / 8;
+    const int i = m_block * 64 + row;
+    if (i < seqlen_q) {
+      T* dst = dq + ((size_t(b) * seqlen_q + i) * heads + h) * headdim + panel * 64 + (chunk % 8) * 8;
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(tile + row * kPitch + (chunk % 8) * 8);
+    }
   }
 }
 

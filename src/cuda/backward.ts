@@ -96,15 +96,17 @@ export function planBackward(
   deterministic: boolean,
   variant = 'default',
 ): BackwardPlan {
-  for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout]] as const) checkTmaLayout(name, x);
+  // The pre-pass reads out's and dout's rows as 16-byte vectors, TMA reads the others.
+  for (const [name, x] of [['q', t.q], ['k', t.k], ['v', t.v], ['dout', t.dout], ['out', t.out]] as const) checkTmaLayout(name, x);
   const kernel = backwardKernel(ctx, shape.dtype as KernelElement, shape.headDim, backwardBuild(variant, opts.softcap !== 0, deterministic));
   const { batch, headsQ, headsKv, seqlenQ, seqlenK, headDim } = shape;
   const numMBlocks = Math.ceil(seqlenQ / kernel.blockM);
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);
   const padded = numMBlocks * kernel.blockM;
   const rows = batch * headsQ * padded;
-  // One semaphore per 64 x 64 dQ tile.
-  const semaphores = deterministic ? (rows * headDim) / 4096 : 0;
+  // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh), one semaphore each.
+  const dqTiles = (rows * headDim) / 4096;
+  const semaphores = deterministic ? dqTiles : 0;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
   // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
   // safe when a group fits the GPU at once (one CTA per SM): a head's key blocks rotate in as few
@@ -149,8 +151,8 @@ export function planBackward(
     arrivalOrder,
   });
   const grid: [number, number, number] = [numNBlocks, headsKv, batch];
-  const rowsPerBlock = 8;  // one warp per row, 256 threads
-  const pairs = (batch * seqlenQ * headsQ * headDim) / 2;
+  // The pre-pass: 256 threads, headDim / 8 lanes per row; the conversion: a CTA per dQ tile.
+  const rowsPerBlock = (256 / headDim) * 8;
   const prepareArgs: KernelArg[] = [
     { kind: 'ptr', value: t.out.devicePointer },
     stridesArg(t.out.strides[0], t.out.strides[1], t.out.strides[2]),
@@ -175,7 +177,6 @@ export function planBackward(
     { kind: 'i32', value: headsQ },
     { kind: 'i32', value: seqlenQ },
     { kind: 'i32', value: padded },
-    { kind: 'i64', value: BigInt(pairs) },
   ];
   return {
     grid,
@@ -188,8 +189,7 @@ export function planBackward(
         { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: BWD_PARAMS_ALIGN }],
       );
-      const blocks = Math.min(Math.ceil(pairs / 256), 8 * ctx.multiprocessorCount);
-      kernel.convertDq.launch({ grid: [Math.max(1, blocks), 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+      kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [128, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
     },
   };
 }

@@ -181,6 +181,11 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
     const wide = Tensor.randn([1, 64, 2, 68], { dtype: 'bfloat16', seed: (seed += 4) }).cuda();
     const strided = wide.view([1, 64, 2, 64], [64 * 2 * 68, 2 * 68, 68, 1], 0);
     assert.throws(() => attentionBackward(strided, x.q, x.k, x.v, x.out, x.lse, { backend: 'cuda' }), StrideError);
+    // The same rows as out: the pre-pass reads its rows as 16-byte vectors.
+    assert.throws(
+      () => attentionBackward(x.out, x.q, x.k, x.v, strided, x.lse, { backend: 'cuda' }),
+      (e: unknown) => e instanceof StrideError && e.param === 'out.strides',
+    );
     const q96 = Tensor.randn([1, 8, 2, 96], { dtype: 'bfloat16', seed: (seed += 4) });
     const { out, lse } = attention(q96, q96, q96, { backend: 'cpu' });
     assert.throws(() => attentionBackward(out, q96, q96, q96, out, lse, { backend: 'cuda' }), UnsupportedError);
