@@ -2,8 +2,8 @@
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode;
 // -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_TALL_TILE
-// the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_PAIR_TILE the tile of two
-// CTAs per SM for short masked problems (TileConfigPair), -DFLASH3_SOFTCAP=1 the default
+// the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_TRIO_TILE the tile of three
+// CTAs per SM for short masked problems (TileConfigTrio), -DFLASH3_SOFTCAP=1 the default
 // tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation;
 // FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS, FLASH3_MAX_SLACK and FLASH3_CTAS_PER_SM override the tile table
@@ -42,9 +42,9 @@ using Config = flash3::TileConfigLong<FLASH3_HEADDIM>;
 #elif defined(FLASH3_TALL_TILE)
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
 using Config = flash3::TileConfigTall<FLASH3_HEADDIM>;
-#elif defined(FLASH3_PAIR_TILE)
+#elif defined(FLASH3_TRIO_TILE)
 using Inputs = flash3::HalfInputs<FLASH3_TYPE(FLASH3_ELEMENT)>;
-using Config = flash3::TileConfigPair<FLASH3_HEADDIM>;
+using Config = flash3::TileConfigTrio<FLASH3_HEADDIM>;
 #else
 #ifndef FLASH3_SOFTCAP
 #define FLASH3_SOFTCAP 0

@@ -28,8 +28,8 @@ for (const [element, headDims] of Object.entries(LONG)) {
 for (const element of ['bf16', 'fp16']) {
   for (const headDim of [64, 128]) VARIANTS.push({ element, headDim, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });
 }
-// Two CTAs per SM for short masked problems (TileConfigPair; SEQUENCE_TILES in src/cuda/kernels.ts).
-for (const element of ['bf16', 'fp16']) VARIANTS.push({ element, headDim: 64, schedule: 'pair', defines: ['-DFLASH3_PAIR_TILE'] });
+// Three CTAs per SM for short masked problems (TileConfigTrio; SEQUENCE_TILES in src/cuda/kernels.ts).
+for (const element of ['bf16', 'fp16']) VARIANTS.push({ element, headDim: 64, schedule: 'trio', defines: ['-DFLASH3_TRIO_TILE'] });
 // Soft-capping (kernels/fwd/softcap.cuh) in builds of its own, the default tile only: the host
 // picks them when softcap is set (forwardVariantFor, planBackward).
 for (const element of ['bf16', 'fp16']) {

@@ -86,24 +86,26 @@ struct TileConfigTall<128> : TileConfig<128> {
   static constexpr bool kIntraOverlap = false;
 };
 
-// Masked problems at head dim 64 from 512 to 2047 query rows: two CTAs per SM (block N 64, no
-// intra-warpgroup overlap; Q 16 + 2 x (K 8 + V 8) + O 16 KiB; the launch's 80 registers a thread
-// hold it spill-free), so four consumer warpgroups share an SM and hide each other's softmax
-// latency: a causal tile's time is its warpgroups' chain of S, softmax and P V, not the SM's
-// pipes (docs/perf-log.md, session 10: halving the diagonal block's work for one warpgroup gained
-// nothing). H200, bf16 (session 10), medians of 5 interleaved rounds against the default tile:
-// 238.7 vs 228.9 at 512 causal, 303.3 vs 295.4 at 1k causal; 345 vs 362 (the long tile) at 2k
-// causal; unmasked it loses (348 vs 353 at 512, 375 vs 403 at 1k, 405 vs 469 at 4k); with
-// pingpong 231, 292. With intra-warpgroup overlap it spills (48 B); block N 128 does not fit the
-// registers; FP8 this way lost 5-8%.
+// Masked problems at head dim 64 from 512 to 2047 query rows: three CTAs per SM of one consumer
+// warpgroup each (block M 64, block N 64, intra-warpgroup overlap; Q 8 + 2 x (K 8 + V 8) + O 8 KiB
+// a CTA; the launch's 80 registers a thread leave the consumer 136, spill-free). A causal tile's
+// time is its warpgroup's chain of S, softmax and P V, not the SM's pipes (docs/perf-log.md,
+// session 10: halving the diagonal block's work for one warpgroup gained nothing), so more chains
+// per SM, each with its own overlap, hide each other's latency. H200, bf16 (session 11), medians
+// of 5 interleaved rounds: 252.9 at 512 causal and 297.6 at 1k causal, against 236.9 and 288.6 for
+// two CTAs of two warpgroups (block N 64, no overlap: it spilled 48 B with it in 104 registers;
+// session 10: +3-4% over the default tile) and 235.8 / 283.6 for the table's choice then; without
+// overlap 244.0, 283.3. It loses at 2k causal (334 vs 350 for the long tile) and unmasked (327 vs
+// 340 at 512, 352 vs 388 at 1k). Block N 128 does not compile in 80 registers (its wgmma needs
+// 90); four CTAs spill (48 B in 64). FP8 this way: equal at 512 causal, -5 to -13% elsewhere.
 template <int HeadDim>
-struct TileConfigPair;
+struct TileConfigTrio;
 
 template <>
-struct TileConfigPair<64> : TileConfig<64> {
+struct TileConfigTrio<64> : TileConfig<64> {
+  static constexpr int kConsumerWarpgroups = 1;
   static constexpr int kBlockN = 64;
-  static constexpr bool kIntraOverlap = false;
-  static constexpr int kCtasPerSm = 2;
+  static constexpr int kCtasPerSm = 3;
 };
 
 // Head dim 64, H100 bf16 (session 7), against the default tile in one run: 374 vs 355 at 512, 403 vs

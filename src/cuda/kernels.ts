@@ -49,8 +49,8 @@ export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpo
 export type Variant = string;
 
 export interface SequenceTile {
-  /** The build: 'long' (TileConfigLong, TileConfigFp8Long), 'tall' (TileConfigTall) or 'pair' (TileConfigPair). */
-  variant: 'long' | 'tall' | 'pair';
+  /** The build: 'long' (TileConfigLong, TileConfigFp8Long), 'tall' (TileConfigTall) or 'trio' (TileConfigTrio). */
+  variant: 'long' | 'tall' | 'trio';
   fp8: boolean;
   headDim: number;
   /** Query rows from which the tile is used. */
@@ -64,13 +64,13 @@ export interface SequenceTile {
 /**
  * The builds chosen by problem size, the first that matches winning (kernels/fwd/tile_config.cuh
  * holds their measurements). The taller or wider blocks win on long sequences and lose on short
- * ones, where the blocks pad and more of them need masks; the pair tile (two CTAs per SM) wins
+ * ones, where the blocks pad and more of them need masks; the trio tile (three CTAs per SM) wins
  * only on short masked problems.
  */
 export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
   { variant: 'tall', fp8: false, headDim: 64, minSeqlenQ: 512, mask: 'unmasked', blockM: 192, blockN: 128 },
-  { variant: 'pair', fp8: false, headDim: 64, minSeqlenQ: 512, mask: 'masked', blockM: 128, blockN: 64 },
+  { variant: 'trio', fp8: false, headDim: 64, minSeqlenQ: 512, mask: 'masked', blockM: 64, blockN: 64 },
   { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, mask: 'unmasked', blockM: 192, blockN: 128 },
   { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },

@@ -17,13 +17,13 @@ describe('forward tile choice by problem size and mask', () => {
     }
   });
 
-  it('gives head dim 64 from 512 rows the three-warpgroup tile unmasked, two CTAs per SM masked, and the long tile from 2048', () => {
+  it('gives head dim 64 from 512 rows the three-warpgroup tile unmasked, three CTAs per SM masked, and the long tile from 2048', () => {
     assert.equal(forwardVariantFor('bfloat16', 64, 511, UNMASKED), 'default');
     assert.equal(forwardVariantFor('bfloat16', 64, 511, CAUSAL), 'default');
     assert.equal(forwardVariantFor('bfloat16', 64, 1024, UNMASKED), 'tall');
-    assert.equal(forwardVariantFor('bfloat16', 64, 1024, CAUSAL), 'pair');
-    assert.equal(forwardVariantFor('float16', 64, 2047, WINDOW), 'pair');
-    assert.deepEqual(forwardTileFor('bfloat16', 64, 1024, CAUSAL), { blockM: 128, blockN: 64 });
+    assert.equal(forwardVariantFor('bfloat16', 64, 1024, CAUSAL), 'trio');
+    assert.equal(forwardVariantFor('float16', 64, 2047, WINDOW), 'trio');
+    assert.deepEqual(forwardTileFor('bfloat16', 64, 1024, CAUSAL), { blockM: 64, blockN: 64 });
     assert.equal(forwardVariantFor({ fp8: true, out: 'bfloat16' }, 64, 1024, CAUSAL), 'default');
     assert.equal(forwardVariantFor('bfloat16', 64, 2048, CAUSAL), 'long');
     assert.equal(forwardVariantFor('bfloat16', 64, 2048, UNMASKED), 'long');

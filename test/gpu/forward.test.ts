@@ -58,8 +58,8 @@ const CASES: Case[] = [
   { b: 2, sq: 700, sk: 900, hq: 4, hkv: 2, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
   { b: 2, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
-  // Two CTAs per SM for masked problems at d=64 from 512 rows: more tiles than both CTAs of every
-  // SM, a causal mask and a window.
+  // Three CTAs per SM for masked problems at d=64 from 512 rows: more tiles than the three CTAs of
+  // every SM, a causal mask and a window.
   { b: 2, sq: 1100, sk: 1100, hq: 16, hkv: 4, d: 64, causal: true, dtype: 'bfloat16' },
   { b: 1, sq: 600, sk: 800, hq: 4, hkv: 2, d: 64, causal: false, dtype: 'float16', window: [200, 20] },
   // Soft-capped scores: small caps bend scores of N(0, 1) inputs well into tanh's curve; each head
