@@ -4,10 +4,12 @@
 # Specs (HEADDIM:SEQLEN on the paper grid's batch and heads; MASK full or causal):
 #   DTYPE:VARIANT:HEADDIM:SEQLEN:MASK       flash3's forward (a tuning build by name, or default)
 #   bwd:DTYPE:HEADDIM:SEQLEN:MASK           flash3's backward main kernel (default mode)
+#   bwd-det:DTYPE:HEADDIM:SEQLEN:MASK       the same in deterministic mode
 #   cudnn|flash:fwd|bwd:HEADDIM:SEQLEN:MASK  PyTorch SDPA's cuDNN or FA2 kernel, bf16, through bench/peers.py
 # The report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed. With
 # SOURCE=1 the per-instruction SASS with its stall samples goes to $OUT/ncu-<spec>-sass.csv too
-# (source counters: which instructions the warps wait at, and for what).
+# (source counters: which instructions the warps wait at, and for what), and its hottest stall
+# instructions are printed (scripts/stall-top.py).
 set -uo pipefail
 out=${OUT:-/tmp/flash3-out}
 mkdir -p "$out"
@@ -31,9 +33,12 @@ for spec in "$@"; do
   keep=()
   [ "${SOURCE:-0}" = 1 ] && keep=(--section SourceCounters -f -o "$out/$name")
   case "$a" in
-    bwd)
-      # The bench runs the default mode first in the first round: 2 warm-up calls, then the timed one.
-      ncu --kernel-name flash3_bwd --launch-skip 2 --launch-count 1 "${sections[@]}" "${keep[@]}" \
+    bwd | bwd-det)
+      # Each round of the bench runs the default mode (2 warm-up calls, then the timed one), then
+      # the deterministic mode the same way: its timed call is the sixth launch.
+      skip=2
+      [ "$a" = bwd-det ] && skip=5
+      ncu --kernel-name flash3_bwd --launch-skip "$skip" --launch-count 1 "${sections[@]}" "${keep[@]}" \
         node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
         --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 2 --iters 1 >"$report" 2>&1 ;;
     cudnn | flash)
@@ -55,6 +60,7 @@ for spec in "$@"; do
   if [ "${SOURCE:-0}" = 1 ] && [ -f "$out/$name.ncu-rep" ]; then
     ncu --import "$out/$name.ncu-rep" --page details >>"$report" 2>&1
     ncu --import "$out/$name.ncu-rep" --page source --csv --print-source sass >"$out/$name-sass.csv" 2>&1
+    python3 scripts/stall-top.py "$out/$name-sass.csv" 12
   fi
   echo "== $spec"
   grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -14
