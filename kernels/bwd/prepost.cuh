@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../fwd/fragments.cuh"
 #include "../ptx/convert.cuh"
 
 namespace flash3 {
@@ -20,18 +21,6 @@ union Vec8 {
   uint4 bits;
   T x[8];
 };
-
-// Two elements packed for one 4-byte store.
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float a, float b) {
-  union {
-    T x[2];
-    uint32_t bits;
-  } v;
-  v.x[0] = ptx::from_float<T>(a);
-  v.x[1] = ptx::from_float<T>(b);
-  return v.bits;
-}
 
 // A row is read by HeadDim / 8 lanes, one 16-byte vector of O and one of dO each (the host checks
 // that out's and dout's rows are 16-byte aligned), so a warp covers 32 / (HeadDim / 8) rows:
@@ -103,8 +92,8 @@ __device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads,
 #pragma unroll
   for (int g = 0; g < 8; ++g) {
     const int col = 8 * g + 2 * (t % 4);
-    *reinterpret_cast<uint32_t*>(tile + r0 * kPitch + col) = pack_pair<T>(f[g].x * scale, f[g].y * scale);
-    *reinterpret_cast<uint32_t*>(tile + (r0 + 8) * kPitch + col) = pack_pair<T>(f[g].z * scale, f[g].w * scale);
+    *reinterpret_cast<uint32_t*>(tile + r0 * kPitch + col) = pack2<T>(f[g].x * scale, f[g].y * scale);
+    *reinterpret_cast<uint32_t*>(tile + (r0 + 8) * kPitch + col) = pack2<T>(f[g].z * scale, f[g].w * scale);
   }
   __syncthreads();
   const int panel = blockIdx.x % panels;
