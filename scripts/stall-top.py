@@ -10,7 +10,7 @@ import sys
 path = sys.argv[1]
 top = int(sys.argv[2]) if len(sys.argv) > 2 else 12
 with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
-    rows = [r for r in csv.reader(f)]
+    rows = list(csv.reader(f))
 header = next(i for i, r in enumerate(rows) if "Source" in r and "Warp Stall Sampling (All Samples)" in r)
 cols = rows[header]
 source, samples = cols.index("Source"), cols.index("Warp Stall Sampling (All Samples)")
