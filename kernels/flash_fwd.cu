@@ -83,6 +83,8 @@ __device__ __attribute__((used)) const int flash3_fwd_smem_bytes = Kernel::kSmem
 __device__ __attribute__((used)) const int flash3_fwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_fwd_block_n = FLASH3_BLOCK_N;
 __device__ __attribute__((used)) const int flash3_fwd_ctas_per_sm = FLASH3_CTAS_PER_SM;
+// e4m3 builds: the keys of V^T in one TMA box (16-bit builds read V as it is).
+__device__ __attribute__((used)) const int flash3_fwd_vt_panel_keys = Kernel::kVtPanelKeys;
 
 __global__ void __launch_bounds__(Kernel::kThreads, FLASH3_CTAS_PER_SM) flash3_fwd(const __grid_constant__ flash3::FwdParams p) {
   Kernel::run(p);

@@ -65,7 +65,14 @@ struct FwdKernel {
   static constexpr int kPRegs = BlockN / 2 * Inputs::kBytes / 4;  // P packed for the A operand
   static constexpr int kQBytesPerWG = 64 * kQWidthBytes;
   static constexpr int kOBytesPerWG = 64 * HeadDim * int(sizeof(Out));
-  static constexpr int kKVBytes = BlockN * HeadDim * Inputs::kBytes;
+  static constexpr int kKBytes = BlockN * HeadDim * Inputs::kBytes;
+  // e4m3's V^T stage: HeadDim rows of BlockN keys, in panels of the widest swizzle row that
+  // divides BlockN (a TMA box and a wgmma descriptor span one); where none does (160, 224), 128-key
+  // panels with the last one part-filled by keys the P V never reads (the next block's, or the
+  // zeros TMA writes past the end).
+  static constexpr int kVtPanelKeys = BlockN % 128 == 0 ? 128 : BlockN % 64 == 0 ? 64 : 128;
+  static constexpr int kVtPanels = (BlockN + kVtPanelKeys - 1) / kVtPanelKeys;
+  static constexpr int kVBytes = kFp8 ? kVtPanels * kVtPanelKeys * HeadDim : kKBytes;
   // Q's wgmma descriptors are the same every key block, and the compiler keeps them in registers
   // through the loop. FP8 at head dim 256 with overlap has none to spare (it spilled 12 B), so
   // there they are rebuilt each block instead; elsewhere rebuilding measured -1% (d=128 8k) to -5%
@@ -87,8 +94,8 @@ struct FwdKernel {
   // panel fits, see kOInLastV below.
   static constexpr int kOffQ = 0;
   static constexpr int kOffK = kOffQ + ConsumerWGs * kQBytesPerWG;
-  static constexpr int kOffV = kOffK + Stages * kKVBytes;
-  static constexpr int kEndKV = kOffV + Stages * kKVBytes;
+  static constexpr int kOffV = kOffK + Stages * kKBytes;
+  static constexpr int kEndKV = kOffV + Stages * kVBytes;
   static constexpr int kOPanelBytes = 64 * 128;  // 64 rows of one 128-byte swizzle row
   static constexpr int kOPanels = kOBytesPerWG / kOPanelBytes;
   static constexpr int kOPanelsFree = (kSmemBudget - 2048 - kEndKV) / (ConsumerWGs * kOPanelBytes);
@@ -102,7 +109,7 @@ struct FwdKernel {
   // stage after the stores have read it. A tile with no key block (fully masked) has no V stage
   // and stages O in Q's place, as does every tile where a V stage is too small: the next tile's
   // Q then loads after the epilogue.
-  static constexpr int kOVStagePanels = kKVBytes / (ConsumerWGs * kOPanelBytes);
+  static constexpr int kOVStagePanels = kVBytes / (ConsumerWGs * kOPanelBytes);
   static constexpr int kOVChunkPanels = kOVStagePanels >= kOPanels ? kOPanels : kOVStagePanels >= 2 ? 2 : 1;
   static constexpr bool kOInLastV = !kSeparateO && kOVStagePanels >= 1 && kOPanels % kOVChunkPanels == 0;
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
@@ -118,7 +125,7 @@ struct FwdKernel {
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
   static_assert(kOChunks * kOChunkPanels == kOPanels, "O's panels split into whole chunks");
-  static_assert(!kFp8 || BlockN == 64 || BlockN == 128, "a V^T row of BlockN keys is one swizzle row");
+  static_assert(!kFp8 || BlockN % 32 == 0, "P V steps through V^T in k-slices of 32 keys");
   static_assert(kSmemBytes <= kSmemBudget, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
@@ -129,11 +136,12 @@ struct FwdKernel {
       return base / unit + (kOffQ + panel * 64 * kQRowBytes) / unit + wg * (kQBytesPerWG / unit);
     }
     __device__ uint32_t k(int stage, int panel, uint32_t unit = 1) const {
-      return base / unit + (kOffK + panel * BlockN * kRowBytes) / unit + stage * (kKVBytes / unit);
+      return base / unit + (kOffK + panel * BlockN * kRowBytes) / unit + stage * (kKBytes / unit);
     }
-    // 16-bit: 64-column panels of key-major V; e4m3: V^T, HeadDim rows of BlockN keys.
+    // 16-bit: 64-column panels of key-major V; e4m3: panels of V^T, HeadDim rows of kVtPanelKeys keys.
     __device__ uint32_t v(int stage, int panel, uint32_t unit = 1) const {
-      return base / unit + (kOffV + panel * BlockN * 128) / unit + stage * (kKVBytes / unit);
+      constexpr int kPanelBytes = kFp8 ? kVtPanelKeys * HeadDim : BlockN * 128;
+      return base / unit + (kOffV + panel * kPanelBytes) / unit + stage * (kVBytes / unit);
     }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
     __device__ uint32_t q_full() const { return barrier(0); }
@@ -191,7 +199,7 @@ struct FwdKernel {
       auto load_k = [&](int n) {
         ptx::mbarrier_wait(smem.k_empty(k_ring.index), k_ring.phase ^ 1);
         const uint32_t full = smem.k_full(k_ring.index);
-        ptx::mbarrier_arrive_expect_tx(full, kKVBytes);
+        ptx::mbarrier_arrive_expect_tx(full, kKBytes);
         for (int panel = 0; panel < kPanels; ++panel)
           ptx::tma_load_4d(smem.k(k_ring.index, panel), &p.tm_k, full, panel * kRowElems, n * BlockN, head_kv,
                            tile.batch);
@@ -200,9 +208,11 @@ struct FwdKernel {
       auto load_v = [&](int n) {
         ptx::mbarrier_wait(smem.v_empty(v_ring.index), v_ring.phase ^ 1);
         const uint32_t full = smem.v_full(v_ring.index);
-        ptx::mbarrier_arrive_expect_tx(full, kKVBytes);
+        ptx::mbarrier_arrive_expect_tx(full, kVBytes);
         if constexpr (kFp8) {
-          ptx::tma_load_4d(smem.v(v_ring.index, 0), &p.tm_v, full, n * BlockN, 0, head_kv, tile.batch);
+          for (int panel = 0; panel < kVtPanels; ++panel)
+            ptx::tma_load_4d(smem.v(v_ring.index, panel), &p.tm_v, full, n * BlockN + panel * kVtPanelKeys, 0, head_kv,
+                             tile.batch);
         } else {
           for (int panel = 0; panel < HeadDim / 64; ++panel)
             ptx::tma_load_4d(smem.v(v_ring.index, panel), &p.tm_v, full, panel * 64, n * BlockN, head_kv, tile.batch);
@@ -323,11 +333,12 @@ struct FwdKernel {
                                   int stage) {
     ptx::wgmma_fence();
     if constexpr (kFp8) {
-      // A V^T row is BlockN keys, one swizzle row, stepped through 32 keys per k-slice.
+      // 32 keys of V^T per k-slice, kVtPanelKeys / 32 slices to a panel.
+      constexpr int kSlicesPerPanel = kVtPanelKeys / 32;
 #pragma unroll
       for (int kk = 0; kk < BlockN / 32; ++kk) {
-        const uint32_t v_addr = smem.v(stage, 0, ptx::kDescUnits) + kk * 32 / ptx::kDescUnits;
-        Wgmma<In, HeadDim>::rs(o, a_slice(p_frag, kk), ptx::smem_desc_kmajor<BlockN>(v_addr), 1);
+        const uint32_t v_addr = smem.v(stage, kk / kSlicesPerPanel, ptx::kDescUnits) + (kk % kSlicesPerPanel) * 32 / ptx::kDescUnits;
+        Wgmma<In, HeadDim>::rs(o, a_slice(p_frag, kk), ptx::smem_desc_kmajor<kVtPanelKeys>(v_addr), 1);
       }
     } else {
 #pragma unroll
@@ -498,7 +509,7 @@ struct FwdKernel {
       if (kOInLastV && range.n_max > range.n_min) {
         // Every warpgroup's last P V must be done reading the stage before any O lands in it.
         ptx::named_barrier_sync(kBarTileEnd, 128 * ConsumerWGs);
-        uint8_t* staging = smem_ptr + kOffV + o_stage * kKVBytes + wg * kOVChunkPanels * kOPanelBytes;
+        uint8_t* staging = smem_ptr + kOffV + o_stage * kVBytes + wg * kOVChunkPanels * kOPanelBytes;
         store_output<kOVChunkPanels>(p, tile, o, inv_sum, staging, wg, false);
         if (tid == 0) ptx::tma_store_wait_read();
         ptx::named_barrier_sync(kBarEpilogue + wg, 128);

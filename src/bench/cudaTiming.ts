@@ -4,7 +4,7 @@
  */
 import type { DType } from '../dtype.js';
 import { Event, CudaContext } from '../cuda/context.js';
-import { planForward } from '../cuda/forward.js';
+import { forwardKernelFor, planForward } from '../cuda/forward.js';
 import { vtSeqlenPad } from '../cuda/quantize.js';
 import { DEFAULT_BLOCK_ROWS } from '../fp8.js';
 import type { Variant } from '../cuda/kernels.js';
@@ -112,13 +112,18 @@ export function prepareCudaForward(buffers: BenchBuffers, p: BenchPoint, variant
   };
   try {
     const opts = resolveOptions({ causal: p.causal }, p.headDim);
+    const problem = validateAttentionInputs(q1, k, v);
+    // K/V descale blocks of the default's rows where the kernel's key block divides them, else of
+    // that block (wider ones): never more blocks than Q's, so Q and K share one buffer.
+    const blockN = fp8 ? forwardKernelFor(ctx, { fp8: true, out: 'bfloat16', qTerms }, problem, opts, variant).blockN : DEFAULT_BLOCK_ROWS;
+    const kRows = DEFAULT_BLOCK_ROWS % blockN === 0 ? DEFAULT_BLOCK_ROWS : blockN;
     const vInput = descales
       ? {
           vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },
-          descale: { q: descales.qk.devicePointer, k: descales.qk.devicePointer, v: descales.v.devicePointer, qRows: DEFAULT_BLOCK_ROWS, kRows: DEFAULT_BLOCK_ROWS },
+          descale: { q: descales.qk.devicePointer, k: descales.qk.devicePointer, v: descales.v.devicePointer, qRows: DEFAULT_BLOCK_ROWS, kRows },
         }
       : v;
-    const plan = planForward(ctx, { q, k, v: vInput, out, lse }, validateAttentionInputs(q1, k, v), opts, variant);
+    const plan = planForward(ctx, { q, k, v: vInput, out, lse }, problem, opts, variant);
     return {
       launch: () => plan.launch(),
       dispose: () => {

@@ -15,7 +15,7 @@ import { CudaContext, probeCuda } from './context.js';
 import { gradientsOnDevice } from './backward.js';
 import { planForward } from './forward.js';
 import { launchDescaleAll, launchQuantize, MAX_TRANSPOSE_ROWS, vtSeqlenPad } from './quantize.js';
-import { FORWARD_HEAD_DIMS, missingCubins, type KernelElement } from './kernels.js';
+import { FORWARD_HEAD_DIMS, missingCubins, type KernelElement, type Variant } from './kernels.js';
 
 let probed: ProbeResult | undefined;
 
@@ -119,9 +119,10 @@ function withOutputs(ctx: CudaContext, shape: ProblemShape, device: number, outD
 
 /**
  * FP8 forward: V is re-laid out as V^T (keys contiguous, P-register order) by one pass of the
- * quantization kernel, then the e4m3 forward runs on Q, K, V^T and the descales.
+ * quantization kernel, then the e4m3 forward runs on Q, K, V^T and the descales. `variant`: a
+ * build other than the tile table's choice (scripts/tune.mjs checks tuning builds with it).
  */
-function forwardFp8({ q, k, v }: Fp8Inputs, shape: ProblemShape, opts: ResolvedOptions, outDtype: Fp8OutDType) {
+export function forwardFp8({ q, k, v }: Fp8Inputs, shape: ProblemShape, opts: ResolvedOptions, outDtype: Fp8OutDType, variant: Variant = 'default') {
   const named: [string, Tensor][] = [
     ['q', q.data], ['k', k.data], ['v', v.data], ['q.descale', q.descale], ['k.descale', k.descale], ['v.descale', v.descale],
   ];
@@ -136,7 +137,7 @@ function forwardFp8({ q, k, v }: Fp8Inputs, shape: ProblemShape, opts: ResolvedO
           vt: { ptr: vt.ptr, seqlenPad, headDim: shape.headDim, heads: shape.headsKv, batch: shape.batch },
           descale: { q: qs.devicePointer, k: ks.devicePointer, v: vs.devicePointer, qRows: q.blockRows, kRows: k.blockRows },
         };
-        launchPlan(planForward(ctx, { q: qd, k: kd, v: fp8, out, lse }, shape, opts), ctx);
+        launchPlan(planForward(ctx, { q: qd, k: kd, v: fp8, out, lse }, shape, opts, variant), ctx);
       });
     } finally {
       vt.free();

@@ -9,7 +9,7 @@ import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { packFwdParams, softcapTerms, FWD_PARAMS_ALIGN, type Fp8Descales } from './fwdParams.js';
-import { forwardKernel, forwardVariantFor, type ForwardInputs, type KernelElement, type Variant } from './kernels.js';
+import { forwardKernel, forwardVariantFor, type ForwardInputs, type ForwardKernel, type KernelElement, type Variant } from './kernels.js';
 import { planSchedule } from './schedule.js';
 import { encodeTensorMapTiled, type TensorMapDType } from './tensormap.js';
 
@@ -58,16 +58,19 @@ export function tensorMap(ctx: CudaContext, t: Tensor, boxRows: number): Uint8Ar
   });
 }
 
-/** V^T of the FP8 forward, (keys padded, headdim, heads, batch) e4m3 bytes; a box is blockN keys of every head-dim row. */
-function vtTensorMap(ctx: CudaContext, vt: Fp8ValueLayout, blockN: number): Uint8Array {
+/**
+ * V^T of the FP8 forward, (keys padded, headdim, heads, batch) e4m3 bytes; a box is `panelKeys`
+ * keys of every head-dim row, one swizzle row wide, and a key block takes one box or more.
+ */
+function vtTensorMap(ctx: CudaContext, vt: Fp8ValueLayout, panelKeys: number): Uint8Array {
   const { ptr, seqlenPad, headDim, heads, batch } = vt;
   return encodeTensorMapTiled(ctx, {
     dtype: 'float8_e4m3',
     globalAddress: ptr,
     globalDims: [seqlenPad, headDim, heads, batch],
     globalStridesBytes: [seqlenPad, seqlenPad * headDim, seqlenPad * headDim * heads],
-    boxDims: [blockN, headDim, 1, 1],
-    swizzle: blockN === 128 ? '128B' : '64B',
+    boxDims: [panelKeys, headDim, 1, 1],
+    swizzle: panelKeys === 128 ? '128B' : '64B',
     l2Promotion: '256B',
   });
 }
@@ -89,6 +92,11 @@ export interface Fp8ValueLayout {
 /** A thread of the FP8 kernel holds two query rows 8 apart in a 16-row group and reads one q descale for both. */
 const Q_DESCALE_ROW_MULTIPLE = 16;
 
+/** The build that runs a problem: `variant`, where 'default' is the tile table's choice for it. */
+export function forwardKernelFor(ctx: CudaContext, inputs: ForwardInputs, shape: ProblemShape, opts: ResolvedOptions, variant: Variant = 'default'): ForwardKernel {
+  return forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, opts) : variant);
+}
+
 export function planForward(
   ctx: CudaContext,
   tensors: { q: Tensor; k: Tensor; v: Tensor | Fp8ForwardInputs; out: Tensor; lse: Tensor },
@@ -107,7 +115,7 @@ export function planForward(
   }
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
   const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
-  const kernel = forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, opts) : variant);
+  const kernel = forwardKernelFor(ctx, inputs, shape, opts, variant);
   if (fp8 && fp8.descale.kRows % kernel.blockN !== 0) {
     throw new UnsupportedError(`k and v are scaled per ${fp8.descale.kRows} keys, but the FP8 kernel at head dim ${shape.headDim} walks keys in blocks of ${kernel.blockN}`, {
       param: 'k.blockRows',
@@ -142,7 +150,7 @@ export function planForward(
   const params = packFwdParams({
     tmQ: tensorMap(ctx, q, 64),
     tmK: tensorMap(ctx, k, kernel.blockN),
-    tmV: fp8 ? vtTensorMap(ctx, fp8.vt, kernel.blockN) : tensorMap(ctx, v as Tensor, kernel.blockN),
+    tmV: fp8 ? vtTensorMap(ctx, fp8.vt, kernel.vtPanelKeys) : tensorMap(ctx, v as Tensor, kernel.blockN),
     tmO: tensorMap(ctx, out, 64),
     lse: lse.devicePointer,
     seqlenQ: shape.seqlenQ,

@@ -171,6 +171,8 @@ export interface ForwardKernel {
   blockN: number;
   /** CTAs the kernel is built to share an SM with (its persistent grid is that many per SM). */
   ctasPerSm: number;
+  /** e4m3 builds: keys of V^T per TMA box (the box's swizzle row, or 128 with the last box part-used). */
+  vtPanelKeys: number;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, ForwardKernel>>();
@@ -190,6 +192,7 @@ export function forwardKernel(ctx: CudaContext, inputs: ForwardInputs, headDim: 
       blockM: module.readGlobalInt32('flash3_fwd_block_m'),
       blockN: module.readGlobalInt32('flash3_fwd_block_n'),
       ctasPerSm: module.readGlobalInt32('flash3_fwd_ctas_per_sm'),
+      vtPanelKeys: module.readGlobalInt32('flash3_fwd_vt_panel_keys'),
     };
     fn.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(path, kernel);
