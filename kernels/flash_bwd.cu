@@ -43,12 +43,15 @@ __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads
 __device__ __attribute__((used)) const int flash3_bwd_smem_bytes = Kernel::kSmemBytes;
 __device__ __attribute__((used)) const int flash3_bwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_bwd_block_n = Kernel::kBlockN;
+__device__ __attribute__((used)) const int flash3_bwd_prepare_threads = flash3::kPrepareThreads;
+__device__ __attribute__((used)) const int flash3_bwd_prepare_rows_per_cta = flash3::kPrepareRowsPerCta<FLASH3_HEADDIM>;
+__device__ __attribute__((used)) const int flash3_bwd_convert_threads = flash3::kConvertThreads;
 
 __global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_bwd(const __grid_constant__ flash3::BwdParams p) {
   Kernel::run(p);
 }
 
-__global__ void __launch_bounds__(256) flash3_bwd_prepare(const Element* out, flash3::Strides so, const Element* dout,
+__global__ void __launch_bounds__(flash3::kPrepareThreads) flash3_bwd_prepare(const Element* out, flash3::Strides so, const Element* dout,
                                                           flash3::Strides sdo, const float* lse, flash3::Strides slse,
                                                           float* lse_log2, float* dpsum, float* dq_accum,
                                                           int* semaphores, int semaphore_count, int heads, int seqlen_q,

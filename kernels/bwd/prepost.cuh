@@ -26,7 +26,12 @@ union Vec8 {
 // that out's and dout's rows are 16-byte aligned), so a warp covers 32 / (HeadDim / 8) rows:
 // D = rowsum(dO * O), the lse in log2 units (+inf where the row saw no key, or is padding, so that
 // P = exp2(s - lse) = 0 there), and the row's share (HeadDim floats) of the dQ accumulator and of the
-// deterministic-mode semaphores zeroed.
+// deterministic-mode semaphores zeroed. The host launches ceil(rows / kPrepareRowsPerCta<HeadDim>)
+// CTAs of kPrepareThreads, both read from the cubin.
+constexpr int kPrepareThreads = 256;
+template <int HeadDim>
+constexpr int kPrepareRowsPerCta = kPrepareThreads / 32 * (32 / (HeadDim / 8));
+
 template <typename T, int HeadDim>
 __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sdo, const float* lse, Strides slse,
                              float* lse_log2, float* dpsum, float* dq_accum, int* semaphores, int semaphore_count,

@@ -25,6 +25,11 @@ export interface BackwardKernel {
   blockM: number;
   /** Keys per CTA. */
   blockN: number;
+  /** The pre-pass's CTA size, and the workspace rows each of its CTAs covers. */
+  prepareThreads: number;
+  prepareRowsPerCta: number;
+  /** The dQ conversion's CTA size (one CTA per 64 x 64 dQ tile). */
+  convertThreads: number;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
@@ -44,6 +49,9 @@ export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim
       smemBytes: module.readGlobalInt32('flash3_bwd_smem_bytes'),
       blockM: module.readGlobalInt32('flash3_bwd_block_m'),
       blockN: module.readGlobalInt32('flash3_bwd_block_n'),
+      prepareThreads: module.readGlobalInt32('flash3_bwd_prepare_threads'),
+      prepareRowsPerCta: module.readGlobalInt32('flash3_bwd_prepare_rows_per_cta'),
+      convertThreads: module.readGlobalInt32('flash3_bwd_convert_threads'),
     };
     kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(key, kernel);
@@ -151,8 +159,6 @@ export function planBackward(
     arrivalOrder,
   });
   const grid: [number, number, number] = [numNBlocks, headsKv, batch];
-  // The pre-pass: 256 threads, headDim / 8 lanes per row; the conversion: a CTA per dQ tile.
-  const rowsPerBlock = (256 / headDim) * 8;
   const prepareArgs: KernelArg[] = [
     { kind: 'ptr', value: t.out.devicePointer },
     stridesArg(t.out.strides[0], t.out.strides[1], t.out.strides[2]),
@@ -178,18 +184,19 @@ export function planBackward(
     { kind: 'i32', value: seqlenQ },
     { kind: 'i32', value: padded },
   ];
+  const prepareGrid: [number, number, number] = [Math.ceil(rows / kernel.prepareRowsPerCta), 1, 1];
   return {
     grid,
     blockN: kernel.blockN,
     rotated: rotateGroup > 0,
     dispose: () => workspace.free(),
     launch(stream?: Stream) {
-      kernel.prepare.launch({ grid: [Math.ceil(rows / rowsPerBlock), 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);
+      kernel.prepare.launch({ grid: prepareGrid, block: [kernel.prepareThreads, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);
       kernel.main.launch(
         { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: BWD_PARAMS_ALIGN }],
       );
-      kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [128, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+      kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [kernel.convertThreads, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
     },
   };
 }
