@@ -1,7 +1,8 @@
 // One cubin per (input type, head dim): built with -DFLASH3_ELEMENT=bf16|fp16|e4m3 and
 // -DFLASH3_HEADDIM=64|128|256 by scripts/build-kernels.mjs; e4m3 builds also take
 // -DFLASH3_OUT=bf16|fp16, the output type, and -DFLASH3_Q_TERMS=2 for the accuracy mode;
-// -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_TALL_TILE
+// -DFLASH3_LONG_TILE builds the long-sequence tile (TileConfigLong, TileConfigFp8Long), -DFLASH3_WIDE_TILE
+// the FP8 tile of the longest sequences (TileConfigFp8Wide), -DFLASH3_TALL_TILE
 // the three-warpgroup tile of unmasked problems (TileConfigTall), -DFLASH3_TRIO_TILE the tile of three
 // CTAs per SM for short masked problems (TileConfigTrio), -DFLASH3_SOFTCAP=1 the default
 // tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
@@ -33,6 +34,8 @@
 using Inputs = flash3::Fp8Inputs<FLASH3_TYPE(FLASH3_OUT), FLASH3_Q_TERMS>;
 #ifdef FLASH3_LONG_TILE
 using Config = flash3::TileConfigFp8Long<FLASH3_HEADDIM>;
+#elif defined(FLASH3_WIDE_TILE)
+using Config = flash3::TileConfigFp8Wide<FLASH3_HEADDIM>;
 #else
 using Config = flash3::TileConfigFp8<FLASH3_HEADDIM>;
 #endif

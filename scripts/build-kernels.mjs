@@ -24,6 +24,8 @@ const LONG = { bf16: [64, 128, 256], fp16: [64, 128, 256], e4m3_bf16: [64, 128],
 for (const [element, headDims] of Object.entries(LONG)) {
   for (const headDim of headDims) VARIANTS.push({ element, headDim, schedule: 'long', defines: ['-DFLASH3_LONG_TILE'] });
 }
+// The FP8 tile of the longest sequences at head dim 64 (TileConfigFp8Wide; SEQUENCE_TILES in src/cuda/kernels.ts).
+for (const element of ['e4m3_bf16', 'e4m3_fp16', 'e4m3x2_bf16', 'e4m3x2_fp16']) VARIANTS.push({ element, headDim: 64, schedule: 'wide', defines: ['-DFLASH3_WIDE_TILE'] });
 // The three-warpgroup tile of unmasked problems (TileConfigTall; SEQUENCE_TILES in src/cuda/kernels.ts).
 for (const element of ['bf16', 'fp16']) {
   for (const headDim of [64, 128]) VARIANTS.push({ element, headDim, schedule: 'tall', defines: ['-DFLASH3_TALL_TILE'] });

@@ -4,7 +4,8 @@
  */
 import { selectBackend, selectFp8Backend, type ForwardResult, type Fp8OutDType } from './backend.js';
 import { OptionError, UnsupportedError } from './errors.js';
-import { QuantizedTensor, quantizeFp8, resolveQuantize, type QuantizeOptions } from './fp8.js';
+import { forwardTileFor } from './cuda/kernels.js';
+import { keyBlockRows, QuantizedTensor, quantizeFp8, resolveQuantize, type QuantizeOptions } from './fp8.js';
 import { resolveOptions, type AttentionOptions, type ResolvedOptions } from './options.js';
 import { validateAttentionInputs } from './problem.js';
 import { Tensor } from './tensor.js';
@@ -55,13 +56,17 @@ export function attention(
     const qk = resolveQuantize(fp8 === true ? {} : fp8, 'options.fp8');
     const made: QuantizedTensor[] = [];
     try {
-      validateAttentionInputs(q, k, v);
+      const shape = validateAttentionInputs(q, k, v);
+      const outDtype = (q as Tensor).dtype as Fp8OutDType;
+      // K and V in blocks of the key block of the kernel that will run, unless the caller chose.
+      const inputs = { fp8: true as const, out: outDtype, qTerms: qk.terms };
+      const kvRows = fp8 !== true && fp8.blockRows !== undefined ? qk.blockRows : keyBlockRows(forwardTileFor(inputs, shape.headDim, shape.seqlenQ, opts).blockN);
       made.push(
         quantizeFp8(q as Tensor, qk),
-        quantizeFp8(k as Tensor, { ...qk, terms: 1 }),
-        quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1, powerOfTwoScales: qk.scaling === 'block' }),
+        quantizeFp8(k as Tensor, { ...qk, terms: 1, blockRows: kvRows }),
+        quantizeFp8(v as Tensor, { ...qk, hadamard: false, terms: 1, powerOfTwoScales: qk.scaling === 'block', blockRows: kvRows }),
       );
-      return attentionFp8(made[0], made[1], made[2], opts, (q as Tensor).dtype as Fp8OutDType);
+      return attentionFp8(made[0], made[1], made[2], opts, outDtype);
     } finally {
       for (const t of made) t.dispose();
     }

@@ -20,7 +20,11 @@ export interface QuantizeOptions {
   hadamard?: boolean;
   /** Seed of the Hadamard signs (default 0). */
   seed?: number;
-  /** Sequence positions per descale (default 128); k and v need a multiple of the kernel's key block. */
+  /**
+   * Sequence positions per descale (default 128); k and v need a multiple of the kernel's key block
+   * (128, or 160 for FP8 head dim 64 from 16384 query rows, which falls back to a 128-key tile for
+   * other blockings). attention()'s fp8 option picks k's and v's from the kernel unless this is set.
+   */
   blockRows?: number;
   /**
    * 2: the accuracy mode's two-term e4m3 (x ≈ (x1 + x2) · descale, x2 quantizing x1's residual at
@@ -48,6 +52,14 @@ export interface ResolvedQuantize {
 
 const QUANTIZE_OPTIONS = ['scaling', 'hadamard', 'seed', 'blockRows', 'terms', 'powerOfTwoScales'];
 export const DEFAULT_BLOCK_ROWS = 128;
+
+/**
+ * Keys per K/V descale for a kernel that walks keys in blocks of `blockN`: the default where the
+ * block divides it, else the block itself (FP8 head dim 64's 160-key tile from 16k query rows).
+ */
+export function keyBlockRows(blockN: number): number {
+  return DEFAULT_BLOCK_ROWS % blockN === 0 ? DEFAULT_BLOCK_ROWS : blockN;
+}
 const HADAMARD_DIMS = [64, 128, 256];
 
 export function resolveQuantize(options: QuantizeOptions | undefined, param = 'options'): ResolvedQuantize {

@@ -159,7 +159,8 @@ struct TileConfigLong<256> : TileConfig<256> {
 // - head dim 64: 445-459 at 16k; pingpong 398, 3 stages equal.
 // - Computing part of the exponentials on the FMA pipe (a degree-3 fit of 2^x) instead of MUFU lost
 //   5-15% at every head dim: the softmax is bound by issue slots, not by MUFU.
-// From seqlen_q 2048 the host picks TileConfigFp8Long at head dims 64 and 128.
+// From seqlen_q 2048 the host picks TileConfigFp8Long at head dims 64 and 128 (head dim 64 from
+// 16384: TileConfigFp8Wide).
 template <int HeadDim>
 struct TileConfigFp8 {
   static constexpr int kConsumerWarpgroups = 2;
@@ -183,6 +184,20 @@ struct TileConfigFp8Long;
 template <>
 struct TileConfigFp8Long<64> : TileConfigFp8<64> {
   static constexpr int kConsumerWarpgroups = 3;
+};
+
+// FP8 at head dim 64 from seqlen_q 16384, when K and V are scaled in blocks that 160 divides (the
+// host falls back to TileConfigFp8Long otherwise; attention()'s on-the-fly quantization blocks them
+// by 160 here): block N 160 (FA3's 192 x 160), V^T in two panels of 128 keys, the second a quarter
+// used. Against TileConfigFp8Long in one run, medians of 5 interleaved rounds: H200 (session 13)
+// 625 vs 600 at 16k, 519 vs 525 at 2k; H100 (session 14) 581 vs 559 at 16k causal, 596 vs 600 at
+// 8k, 555 vs 553 at 4k, 401 vs 397 at 2k causal.
+template <int HeadDim>
+struct TileConfigFp8Wide;
+
+template <>
+struct TileConfigFp8Wide<64> : TileConfigFp8Long<64> {
+  static constexpr int kBlockN = 160;
 };
 
 // FP8 at head dim 128 from seqlen_q 2048: three consumer warpgroups as at head dim 64, which fit in

@@ -6,7 +6,7 @@ import type { DType } from '../dtype.js';
 import { Event, CudaContext } from '../cuda/context.js';
 import { forwardKernelFor, planForward } from '../cuda/forward.js';
 import { vtSeqlenPad } from '../cuda/quantize.js';
-import { DEFAULT_BLOCK_ROWS } from '../fp8.js';
+import { DEFAULT_BLOCK_ROWS, keyBlockRows } from '../fp8.js';
 import type { Variant } from '../cuda/kernels.js';
 import { resolveOptions } from '../options.js';
 import { validateAttentionInputs } from '../problem.js';
@@ -116,7 +116,7 @@ export function prepareCudaForward(buffers: BenchBuffers, p: BenchPoint, variant
     // K/V descale blocks of the default's rows where the kernel's key block divides them, else of
     // that block (wider ones): never more blocks than Q's, so Q and K share one buffer.
     const blockN = fp8 ? forwardKernelFor(ctx, { fp8: true, out: 'bfloat16', qTerms }, problem, opts, variant).blockN : DEFAULT_BLOCK_ROWS;
-    const kRows = DEFAULT_BLOCK_ROWS % blockN === 0 ? DEFAULT_BLOCK_ROWS : blockN;
+    const kRows = keyBlockRows(blockN);
     const vInput = descales
       ? {
           vt: { ptr: v.devicePointer, seqlenPad: vtSeqlenPad(p.seqlen), headDim: p.headDim, heads: p.heads, batch: p.batch },

@@ -79,7 +79,7 @@ export const cpuBackend: Backend = {
   // Emulates the CUDA FP8 kernel that would run the problem, blocking included (head dims without
   // a kernel use 128 x 128).
   forwardFp8({ q, k, v }, shape, opts, outDtype) {
-    const tile = forwardTileFor({ fp8: true, out: outDtype }, shape.headDim, shape.seqlenQ, opts);
+    const tile = forwardTileFor({ fp8: true, out: outDtype }, shape.headDim, shape.seqlenQ, { ...opts, fp8KeyRows: k.blockRows });
     if (k.blockRows % tile.blockN !== 0) {
       throw new UnsupportedError(`k and v are scaled per ${k.blockRows} keys, not a multiple of the FP8 key block ${tile.blockN}`, {
         param: 'k.blockRows',

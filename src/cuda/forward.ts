@@ -92,9 +92,19 @@ export interface Fp8ValueLayout {
 /** A thread of the FP8 kernel holds two query rows 8 apart in a 16-row group and reads one q descale for both. */
 const Q_DESCALE_ROW_MULTIPLE = 16;
 
-/** The build that runs a problem: `variant`, where 'default' is the tile table's choice for it. */
-export function forwardKernelFor(ctx: CudaContext, inputs: ForwardInputs, shape: ProblemShape, opts: ResolvedOptions, variant: Variant = 'default'): ForwardKernel {
-  return forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, opts) : variant);
+/**
+ * The build that runs a problem: `variant`, where 'default' is the tile table's choice for it
+ * and, for FP8 inputs already quantized, for their K/V blocking (`fp8KeyRows`).
+ */
+export function forwardKernelFor(
+  ctx: CudaContext,
+  inputs: ForwardInputs,
+  shape: ProblemShape,
+  opts: ResolvedOptions,
+  variant: Variant = 'default',
+  fp8KeyRows?: number,
+): ForwardKernel {
+  return forwardKernel(ctx, inputs, shape.headDim, variant === 'default' ? forwardVariantFor(inputs, shape.headDim, shape.seqlenQ, { ...opts, fp8KeyRows }) : variant);
 }
 
 export function planForward(
@@ -115,7 +125,7 @@ export function planForward(
   }
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) if (t instanceof Tensor) checkTmaLayout(name, t);
   const inputs: ForwardInputs = fp8 ? { fp8: true, out: out.dtype as KernelElement, qTerms: q.shape[3] === 2 * shape.headDim ? 2 : 1 } : (shape.dtype as KernelElement);
-  const kernel = forwardKernelFor(ctx, inputs, shape, opts, variant);
+  const kernel = forwardKernelFor(ctx, inputs, shape, opts, variant, fp8?.descale.kRows);
   if (fp8 && fp8.descale.kRows % kernel.blockN !== 0) {
     throw new UnsupportedError(`k and v are scaled per ${fp8.descale.kRows} keys, but the FP8 kernel at head dim ${shape.headDim} walks keys in blocks of ${kernel.blockN}`, {
       param: 'k.blockRows',

@@ -49,8 +49,8 @@ export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpo
 export type Variant = string;
 
 export interface SequenceTile {
-  /** The build: 'long' (TileConfigLong, TileConfigFp8Long), 'tall' (TileConfigTall) or 'trio' (TileConfigTrio). */
-  variant: 'long' | 'tall' | 'trio';
+  /** The build: 'long' (TileConfigLong, TileConfigFp8Long), 'wide' (TileConfigFp8Wide), 'tall' (TileConfigTall) or 'trio' (TileConfigTrio). */
+  variant: 'long' | 'wide' | 'tall' | 'trio';
   fp8: boolean;
   headDim: number;
   /** Query rows from which the tile is used. */
@@ -65,7 +65,8 @@ export interface SequenceTile {
  * The builds chosen by problem size, the first that matches winning (kernels/fwd/tile_config.cuh
  * holds their measurements). The taller or wider blocks win on long sequences and lose on short
  * ones, where the blocks pad and more of them need masks; the trio tile (three CTAs per SM) wins
- * only on short masked problems.
+ * only on short masked problems. An FP8 tile runs only K and V scaled in blocks its block N divides
+ * (BuildTraits.fp8KeyRows), else the next match does.
  */
 export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'long', fp8: false, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
@@ -74,6 +75,7 @@ export const SEQUENCE_TILES: readonly SequenceTile[] = [
   { variant: 'tall', fp8: false, headDim: 128, minSeqlenQ: 2048, mask: 'unmasked', blockM: 192, blockN: 128 },
   { variant: 'long', fp8: false, headDim: 128, minSeqlenQ: 8192, blockM: 128, blockN: 176 },
   { variant: 'long', fp8: false, headDim: 256, minSeqlenQ: 2048, blockM: 128, blockN: 80 },
+  { variant: 'wide', fp8: true, headDim: 64, minSeqlenQ: 16384, blockM: 192, blockN: 160 },
   { variant: 'long', fp8: true, headDim: 64, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
   { variant: 'long', fp8: true, headDim: 128, minSeqlenQ: 2048, blockM: 192, blockN: 128 },
 ];
@@ -84,9 +86,13 @@ export interface MaskWindow {
   windowRight: number;
 }
 
-/** What of a problem, besides its sizes, picks the build: the mask, and a soft-cap (0: none). */
+/**
+ * What of a problem, besides its sizes, picks the build: the mask, a soft-cap (0: none), and for
+ * FP8 inputs the keys per K/V descale (absent: not yet quantized, any blocking will do).
+ */
 export interface BuildTraits extends MaskWindow {
   softcap?: number;
+  fp8KeyRows?: number;
 }
 
 /** Whether any key is masked away (causal, or a window bounded on either side). */
@@ -99,7 +105,10 @@ function sequenceTileFor(inputs: ForwardInputs, headDim: number, seqlenQ: number
   if (traits.softcap) return undefined;
   const fp8 = typeof inputs !== 'string';
   const kind = isMasked(traits) ? 'masked' : 'unmasked';
-  return SEQUENCE_TILES.find((t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && (t.mask ?? kind) === kind);
+  const keyRows = fp8 ? traits.fp8KeyRows : undefined;
+  return SEQUENCE_TILES.find(
+    (t) => t.fp8 === fp8 && t.headDim === headDim && seqlenQ >= t.minSeqlenQ && (t.mask ?? kind) === kind && (keyRows === undefined || keyRows % t.blockN === 0),
+  );
 }
 
 /** The build that 'default' means for a problem: a sequence tile where one pays, or the softcap build. */

@@ -81,6 +81,19 @@ describe('FP8 API (CPU)', () => {
     assert.throws(() => attention(q2, k2, quantizeFp8(v), { backend: 'cpu' }), /splits q alone/);
   });
 
+  it("quantizes k and v on the fly in blocks of the key block of the kernel that runs, or the caller's", () => {
+    // Head dim 64 from 16384 query rows runs a 160-key tile, which 128-key blocks would not allow.
+    const [q, k, v] = [randn([1, 16384, 1, 64], 21), randn([1, 200, 1, 64], 22), randn([1, 200, 1, 64], 23)];
+    const quantized = (rows: number) =>
+      attention(quantizeFp8(q), quantizeFp8(k, { blockRows: rows }), quantizeFp8(v, { blockRows: rows, powerOfTwoScales: true }), { backend: 'cpu' });
+    const onTheFly = attention(q, k, v, { fp8: true, backend: 'cpu' });
+    const chosen = attention(q, k, v, { fp8: { blockRows: 128 }, backend: 'cpu' });
+    const [wide, long] = [quantized(160), quantized(128)];
+    assert.deepEqual(onTheFly.out.toFloat64Array(), wide.out.toFloat64Array());
+    assert.deepEqual(chosen.out.toFloat64Array(), long.out.toFloat64Array());
+    assert.ok(relativeError(wide.out.toFloat64Array(), long.out.toFloat64Array()) > 0, 'the two blockings should round differently');
+  });
+
   it('refuses inputs that would give a silently wrong answer', () => {
     const x = randn([1, 128, 1, 64], 5);
     const rotated = quantizeFp8(x, { hadamard: true, seed: 1 });

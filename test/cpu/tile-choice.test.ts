@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backwardBuild, FORWARD_TILES, forwardTileFor, forwardVariantFor, SEQUENCE_TILES, type ForwardInputs } from '../../src/cuda/kernels.js';
+import { keyBlockRows } from '../../src/fp8.js';
 
 const UNMASKED = { windowLeft: -1, windowRight: -1 };
 const CAUSAL = { windowLeft: -1, windowRight: 0 };
@@ -51,6 +52,18 @@ describe('forward tile choice by problem size and mask', () => {
       }
     }
     assert.equal(forwardVariantFor('bfloat16', 128, 4096, { ...UNMASKED, softcap: 0 }), 'tall');
+  });
+
+  it('runs FP8 head dim 64 from 16384 rows on the 160-key tile where K and V are blocked by a multiple of 160', () => {
+    const fp8: ForwardInputs = { fp8: true, out: 'bfloat16' };
+    assert.equal(forwardVariantFor(fp8, 64, 16384, UNMASKED), 'wide');
+    assert.equal(forwardVariantFor(fp8, 64, 32768, { ...CAUSAL, fp8KeyRows: 320 }), 'wide');
+    assert.equal(forwardVariantFor(fp8, 64, 16384, { ...UNMASKED, fp8KeyRows: 128 }), 'long');
+    assert.deepEqual(forwardTileFor(fp8, 64, 16384, { ...CAUSAL, fp8KeyRows: 256 }), { blockM: 192, blockN: 128 });
+    assert.equal(forwardVariantFor(fp8, 64, 16383, UNMASKED), 'long');
+    // The key blocking is FP8's: 16-bit inputs ignore it.
+    assert.equal(forwardVariantFor('bfloat16', 64, 16384, { ...UNMASKED, fp8KeyRows: 160 }), 'long');
+    assert.deepEqual([64, 128, 160].map(keyBlockRows), [128, 128, 160]);
   });
 
   it('leaves FP8 inputs to their own tiles', () => {

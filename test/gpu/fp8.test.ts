@@ -24,8 +24,10 @@ interface Case extends ShapeCase {
   /** 2: accuracy mode (two-term q). */
   terms?: 1 | 2;
   window?: [number, number];
-  /** q's descale block (default 128); k and v keep the default. */
+  /** q's descale block (default 128). */
   qBlockRows?: number;
+  /** k's and v's descale block (default 128). */
+  kBlockRows?: number;
   /**
    * V's block scales: amax (default: O rescaled by mantissa ratios every block), powers of two
    * (as attention()'s fp8 option: O not rescaled), or powers of two over V blocks whose
@@ -50,6 +52,10 @@ const CASES: Case[] = [
   { b: 1, sq: 2100, sk: 2000, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: false, qBlockRows: 48 },
   { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2, v: 'pow2-spread' },
   { b: 1, sq: 400, sk: 700, hq: 4, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true, terms: 2, v: 'pow2' },
+  // The 160-key tile (head dim 64 from 16384 query rows, K/V blocked by 160): 500 keys end 20 keys
+  // into a block, whose second V^T panel is then part-filled; causal, most rows see no key at all.
+  { b: 1, sq: 16384, sk: 500, hq: 1, hkv: 1, d: 64, causal: false, scaling: 'block', hadamard: true, kBlockRows: 160, v: 'pow2-spread' },
+  { b: 1, sq: 16384, sk: 500, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: true, kBlockRows: 160, terms: 2, v: 'pow2' },
 ];
 
 const label = (c: Case) =>
@@ -73,15 +79,16 @@ describe('CUDA FP8 forward', { skip }, () => {
       const q = Tensor.randn([c.b, c.sq, c.hq, c.d], { dtype: 'bfloat16', seed: seed++ });
       const k = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
       const v0 = Tensor.randn([c.b, c.sk, c.hkv, c.d], { dtype: 'bfloat16', seed: seed++ });
-      const v = c.v === 'pow2-spread' ? spreadBlocks(v0, 128) : v0;
+      const v = c.v === 'pow2-spread' ? spreadBlocks(v0, c.kBlockRows ?? 128) : v0;
       const qk = { scaling: c.scaling, hadamard: c.hadamard, seed: 7 };
+      const kv = { ...qk, blockRows: c.kBlockRows };
       const [qd, kd, vd] = [q.cuda(), k.cuda(), v.cuda()];
       const q8 = quantizeFp8(qd, { ...qk, terms: c.terms ?? 1, blockRows: c.qBlockRows });
-      const k8 = quantizeFp8(kd, qk);
-      const v8 = quantizeFp8(vd, { ...qk, hadamard: false, powerOfTwoScales: c.v !== undefined });
+      const k8 = quantizeFp8(kd, kv);
+      const v8 = quantizeFp8(vd, { ...kv, hadamard: false, powerOfTwoScales: c.v !== undefined });
       if (c.v) {
         // Powers of two from exact bf16 amaxes: the device's and the host's scales agree exactly.
-        const hostV8 = quantizeFp8(v, { ...qk, hadamard: false, powerOfTwoScales: true });
+        const hostV8 = quantizeFp8(v, { ...kv, hadamard: false, powerOfTwoScales: true });
         const [dv, hv] = [v8.descale.cpu(), hostV8.descale];
         assert.deepEqual(Array.from(dv.toFloat64Array()), Array.from(hv.toFloat64Array()), 'power-of-two V descales');
         for (const x of [dv, hostV8]) x.dispose();
