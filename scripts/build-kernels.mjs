@@ -66,8 +66,10 @@ for (let i = process.argv.indexOf('--extra-bwd'); i > 0; i = process.argv.indexO
   SOURCES.push({ name: `flash_bwd_${element}_hd${headDim}_${name}_det`, file: 'flash_bwd.cu', defines: [...base, '-DFLASH3_DETERMINISTIC=1'] });
 }
 // The ablation of the scheduling ideas (docs/perf-log.md), at the head dim FA3's ablation used.
-for (const [schedule, pingpong, overlap] of [['ws', 0, 0], ['ws-pingpong', 1, 0], ['ws-overlap', 0, 1], ['ws-pingpong-overlap', 1, 1]]) {
-  VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines: [`-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`] });
+// 'sync' is the baseline without warp specialisation: the consumers load their own K/V a block ahead.
+for (const [schedule, ws, pingpong, overlap] of [['sync', 0, 0, 0], ['ws', 1, 0, 0], ['ws-pingpong', 1, 1, 0], ['ws-overlap', 1, 0, 1], ['ws-pingpong-overlap', 1, 1, 1]]) {
+  const defines = [`-DFLASH3_WARP_SPECIALIZED=${ws}`, `-DFLASH3_PINGPONG=${pingpong}`, `-DFLASH3_INTRA_OVERLAP=${overlap}`];
+  VARIANTS.push({ element: 'bf16', headDim: 128, schedule, defines });
 }
 
 function findNvcc() {

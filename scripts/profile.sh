@@ -13,7 +13,7 @@
 set -uo pipefail
 out=${OUT:-/tmp/flash3-out}
 mkdir -p "$out"
-sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats
+sections=(--section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats
   --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,smsp__inst_executed.sum,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,smsp__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active)
 
 # One request to bench/peers.py (greeting, one timed call after two warm-up calls, then EOF).
@@ -63,5 +63,5 @@ for spec in "$@"; do
     python3 scripts/stall-top.py "$out/$name-sass.csv" 12
   fi
   echo "== $spec"
-  grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -14
+  grep -E "^  [A-Za-z_].*\(|Duration|SM Active Cycles|L2 Cache Throughput|DRAM Throughput|Grid Size|Block Size|Registers Per Thread|Dynamic Shared Memory Per Block|Waves Per SM|hmma|inst_executed.sum|pipe_xu|pipe_fma|pipe_alu|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$report" | head -24
 done

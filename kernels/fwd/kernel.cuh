@@ -1,6 +1,7 @@
 // Forward attention, warp-specialised: warpgroup 0 is the producer (one thread issues every TMA
 // load into a Q tile and a ring of K/V stages), warpgroups 1.. are consumers that each own 64
-// query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. The grid is
+// query rows and run S = Q K^T and O += P V on wgmma with the softmax in between. (WarpSpecialized
+// false is the ablation's baseline: no producer, see TileLoads.) The grid is
 // persistent; which tiles each CTA computes is planned on the host (src/cuda/schedule.ts), so the
 // producer and the consumers read the same list and nothing has to be handed between them.
 #pragma once
@@ -46,13 +47,13 @@ __device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
 // `Inputs`: HalfInputs<T> or Fp8Inputs<Out> (element.cuh).
 // `MaxSlack`: see OnlineSoftmax (softmax.cuh).
 template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap,
-          int MaxSlack, int CtasPerSm = 1>
+          int MaxSlack, int CtasPerSm = 1, bool WarpSpecialized = true>
 struct FwdKernel {
   using In = typename Inputs::In;
   using Out = typename Inputs::Out;
   static constexpr bool kFp8 = Inputs::kFp8;
   static constexpr int kBlockM = 64 * ConsumerWGs;
-  static constexpr int kThreads = 128 * (ConsumerWGs + 1);
+  static constexpr int kThreads = 128 * (ConsumerWGs + (WarpSpecialized ? 1 : 0));
   // Q and K rows are split into panels of one swizzle row each (128 bytes; 64 for e4m3 at head dim 64).
   static constexpr int kRowBytes = HeadDim * Inputs::kBytes < 128 ? HeadDim * Inputs::kBytes : 128;
   static constexpr int kPanels = HeadDim * Inputs::kBytes / kRowBytes;
@@ -121,12 +122,16 @@ struct FwdKernel {
   static constexpr int kBarEpilogue = 1;
   static constexpr int kBarTurn = kBarEpilogue + ConsumerWGs;
   static constexpr int kBarTileEnd = kBarTurn + ConsumerWGs;  // every consumer is done with the last V stage
+  static constexpr int kBarBlock = kBarTileEnd + 1;  // without a producer: every consumer is done with a stage
 
   static_assert(HeadDim % 64 == 0 && BlockN % 16 == 0, "tile shape");
   static_assert(kSeparateO || kOBytesPerWG <= kQBytesPerWG, "O staged in Q's place must fit there");
   static_assert(kOChunks * kOChunkPanels == kOPanels, "O's panels split into whole chunks");
   static_assert(!kFp8 || BlockN % 32 == 0, "P V steps through V^T in k-slices of 32 keys");
   static_assert(kSmemBytes <= kSmemBudget, "shared memory");
+  // The baseline is FA2's loop on Hopper instructions: nothing of FA3's schedule.
+  static_assert(WarpSpecialized || (!Pingpong && !IntraOverlap && Stages == 2 && kSeparateO && CtasPerSm == 1),
+                "the unspecialised baseline has no pingpong, overlap or O in Q's or V's place");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
   // descriptors; every offset is a multiple of 16 bytes, so both are a base plus constants.
@@ -168,9 +173,51 @@ struct FwdKernel {
       ptx::fence_barrier_init();
     }
     __syncthreads();
-    ptx::split_roles<kProducerRegs, kConsumerRegs>([&] { produce(p, smem); },
-                                                   [&](int wg) { consume(p, smem, smem_ptr, wg); });
+    if constexpr (WarpSpecialized)
+      ptx::split_roles<kProducerRegs, kConsumerRegs>([&] { produce(p, smem); },
+                                                     [&](int wg) { consume(p, smem, smem_ptr, wg); });
+    else
+      consume(p, smem, smem_ptr, threadIdx.x / 128);
   }
+
+  // One tile's TMA loads, each completing on its stage's full barrier, issued by one thread: the
+  // producer, once the stage's empty barrier says the consumers are done with it, or (the baseline)
+  // consumer thread 0 after a barrier of all consumers, one key block ahead of the GEMMs.
+  struct TileLoads {
+    const FwdParams& p;
+    const Smem& smem;
+    Tile tile;
+    int head_kv;
+
+    __device__ TileLoads(const FwdParams& p, const Smem& smem, const Tile& tile)
+        : p(p), smem(smem), tile(tile), head_kv(tile.head / p.group_size) {}
+
+    __device__ void q() const {
+      ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
+      for (int wg = 0; wg < ConsumerWGs; ++wg)
+        for (int panel = 0; panel < kQPanels; ++panel)
+          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kQRowBytes / Inputs::kBytes,
+                           tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
+    }
+    __device__ void k(int stage, int n) const {
+      const uint32_t full = smem.k_full(stage);
+      ptx::mbarrier_arrive_expect_tx(full, kKBytes);
+      for (int panel = 0; panel < kPanels; ++panel)
+        ptx::tma_load_4d(smem.k(stage, panel), &p.tm_k, full, panel * kRowElems, n * BlockN, head_kv, tile.batch);
+    }
+    __device__ void v(int stage, int n) const {
+      const uint32_t full = smem.v_full(stage);
+      ptx::mbarrier_arrive_expect_tx(full, kVBytes);
+      if constexpr (kFp8) {
+        for (int panel = 0; panel < kVtPanels; ++panel)
+          ptx::tma_load_4d(smem.v(stage, panel), &p.tm_v, full, n * BlockN + panel * kVtPanelKeys, 0, head_kv,
+                           tile.batch);
+      } else {
+        for (int panel = 0; panel < HeadDim / 64; ++panel)
+          ptx::tma_load_4d(smem.v(stage, panel), &p.tm_v, full, panel * 64, n * BlockN, head_kv, tile.batch);
+      }
+    }
+  };
 
   __device__ static void produce(const FwdParams& p, const Smem& smem) {
     ptx::tma_prefetch_descriptor(&p.tm_q);
@@ -183,40 +230,20 @@ struct FwdKernel {
     uint32_t q_phase = 0;
     const CtaTiles tiles = cta_tiles(p);
     for (int i = tiles.begin; i < tiles.end; ++i) {
-      const int t = __ldg(tiles.list + i);
-      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
-      ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
-      const Tile tile = decode_tile(t, p);
-      const int head_kv = tile.head / p.group_size;
+      const Tile tile = decode_tile(__ldg(tiles.list + i), p);
+      const TileLoads loads(p, smem, tile);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-
-      for (int wg = 0; wg < ConsumerWGs; ++wg)
-        for (int panel = 0; panel < kQPanels; ++panel)
-          ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kQRowBytes / Inputs::kBytes,
-                           tile.m_block * kBlockM + wg * 64, tile.head, tile.batch);
-
+      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
+      loads.q();
       auto load_k = [&](int n) {
         ptx::mbarrier_wait(smem.k_empty(k_ring.index), k_ring.phase ^ 1);
-        const uint32_t full = smem.k_full(k_ring.index);
-        ptx::mbarrier_arrive_expect_tx(full, kKBytes);
-        for (int panel = 0; panel < kPanels; ++panel)
-          ptx::tma_load_4d(smem.k(k_ring.index, panel), &p.tm_k, full, panel * kRowElems, n * BlockN, head_kv,
-                           tile.batch);
+        loads.k(k_ring.index, n);
         k_ring.advance();
       };
       auto load_v = [&](int n) {
         ptx::mbarrier_wait(smem.v_empty(v_ring.index), v_ring.phase ^ 1);
-        const uint32_t full = smem.v_full(v_ring.index);
-        ptx::mbarrier_arrive_expect_tx(full, kVBytes);
-        if constexpr (kFp8) {
-          for (int panel = 0; panel < kVtPanels; ++panel)
-            ptx::tma_load_4d(smem.v(v_ring.index, panel), &p.tm_v, full, n * BlockN + panel * kVtPanelKeys, 0, head_kv,
-                             tile.batch);
-        } else {
-          for (int panel = 0; panel < HeadDim / 64; ++panel)
-            ptx::tma_load_4d(smem.v(v_ring.index, panel), &p.tm_v, full, panel * 64, n * BlockN, head_kv, tile.batch);
-        }
+        loads.v(v_ring.index, n);
         v_ring.advance();
       };
       for (int n = range.n_max - 1; n >= range.n_min; --n) {
@@ -357,7 +384,9 @@ struct FwdKernel {
   }
 
   // Hands a K or V stage back to the producer once every warp of this warpgroup is done with it.
+  // Without a producer nothing waits on the empty barriers: the consumers' per-block barrier frees stages.
   __device__ static void release(uint32_t empty_barrier, int lane) {
+    if constexpr (!WarpSpecialized) return;
     __syncwarp();
     if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
   }
@@ -396,17 +425,34 @@ struct FwdKernel {
     const int warp = tid / 32;
     const int lane = tid % 32;
     PipelineState<Stages> k_ring, v_ring;
+    PipelineState<Stages> load_ring;  // the baseline: the stage thread 0 loads next
     uint32_t q_phase = 0;
     // The last warpgroup opens the first turn.
     if (wg == ConsumerWGs - 1) gemm_turn_end(wg);
 
     const CtaTiles tiles = cta_tiles(p);
     for (int i = tiles.begin; i < tiles.end; ++i) {
-      const int t = __ldg(tiles.list + i);
-      ptx::mbarrier_wait(smem.q_full(), q_phase);
-      const Tile tile = decode_tile(t, p);
+      const Tile tile = decode_tile(__ldg(tiles.list + i), p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
+      // The baseline's loads of block n into the stage block n + 2 used, once every consumer is
+      // past that block (and, for the first, past the last tile's Q and stores).
+      const TileLoads loads(p, smem, tile);
+      auto load_ahead = [&](int n, bool with_q) {
+        if constexpr (!WarpSpecialized) {
+          ptx::named_barrier_sync(kBarBlock, kThreads);
+          if (threadIdx.x == 0) {
+            if (with_q) loads.q();
+            if (n >= range.n_min) {
+              loads.k(load_ring.index, n);
+              loads.v(load_ring.index, n);
+              load_ring.advance();
+            }
+          }
+        }
+      };
+      load_ahead(range.n_max - 1, true);
+      ptx::mbarrier_wait(smem.q_full(), q_phase);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
       Descales descales(p, tile, row0, range.n_max - 1);
       OnlineSoftmax<MaxSlack> softmax;
@@ -485,6 +531,7 @@ struct FwdKernel {
         }
       } else {
         for (int n = range.n_max - 1; n >= range.n_min; --n) {
+          if (n > range.n_min) load_ahead(n - 1, false);
           issue(true, false);
           ptx::wgmma_wait<0>();
           qk_done(n);

@@ -37,11 +37,12 @@ export const FP8_FORWARD_TILES: Record<(typeof FORWARD_HEAD_DIMS)[number], { blo
 };
 
 /**
- * The ablation builds of docs/perf-log.md (bf16, head dim 128): warp specialisation alone, then
- * with pingpong, with intra-warpgroup overlap, and with both. The default build uses the tile
- * table's choice (kernels/fwd/tile_config.cuh), which at head dim 128 is ws-overlap.
+ * The ablation builds of docs/perf-log.md (bf16, head dim 128, the 128 x 128 tile): the baseline
+ * without warp specialisation (the consumers issue their own TMA loads a block ahead, a barrier of
+ * every consumer per key block), warp specialisation alone, then with pingpong, with intra-warpgroup
+ * overlap, and with both (the tile table's choice for this tile, kernels/fwd/tile_config.cuh).
  */
-export const ABLATION_SCHEDULES = ['ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpong-overlap'] as const;
+export const ABLATION_SCHEDULES = ['sync', 'ws', 'ws-pingpong', 'ws-overlap', 'ws-pingpong-overlap'] as const;
 /**
  * 'default' (the tile table's choice for the problem, see forwardVariantFor), 'long', 'tall',
  * 'softcap', one of ABLATION_SCHEDULES, or the name of a tuning build (scripts/build-kernels.mjs --extra).
