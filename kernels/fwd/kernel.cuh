@@ -192,8 +192,14 @@ struct FwdKernel {
     __device__ TileLoads(const FwdParams& p, const Smem& smem, const Tile& tile)
         : p(p), smem(smem), tile(tile), head_kv(tile.head / p.group_size) {}
 
-    __device__ void q() const {
+    // Announces Q's bytes. The producer does so before decoding its tile, and the consumers wait
+    // for Q before decoding theirs: the order of the warp-specialised builds before the baseline
+    // existed, which compiles them to the same cubins (decoding first in both roles cost the tall
+    // tile 1.5%, H100, session 19).
+    __device__ static void expect_q(const Smem& smem) {
       ptx::mbarrier_arrive_expect_tx(smem.q_full(), ConsumerWGs * kQBytesPerWG);
+    }
+    __device__ void q() const {
       for (int wg = 0; wg < ConsumerWGs; ++wg)
         for (int panel = 0; panel < kQPanels; ++panel)
           ptx::tma_load_4d(smem.q(wg, panel), &p.tm_q, smem.q_full(), panel * kQRowBytes / Inputs::kBytes,
@@ -230,11 +236,13 @@ struct FwdKernel {
     uint32_t q_phase = 0;
     const CtaTiles tiles = cta_tiles(p);
     for (int i = tiles.begin; i < tiles.end; ++i) {
-      const Tile tile = decode_tile(__ldg(tiles.list + i), p);
+      const int t = __ldg(tiles.list + i);
+      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
+      TileLoads::expect_q(smem);
+      const Tile tile = decode_tile(t, p);
       const TileLoads loads(p, smem, tile);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
-      ptx::mbarrier_wait(smem.q_empty(), q_phase ^ 1);
       loads.q();
       auto load_k = [&](int n) {
         ptx::mbarrier_wait(smem.k_empty(k_ring.index), k_ring.phase ^ 1);
@@ -432,7 +440,11 @@ struct FwdKernel {
 
     const CtaTiles tiles = cta_tiles(p);
     for (int i = tiles.begin; i < tiles.end; ++i) {
-      const Tile tile = decode_tile(__ldg(tiles.list + i), p);
+      const int t = __ldg(tiles.list + i);
+      // With a producer, Q is on its way: wait for it before decoding (see TileLoads::expect_q).
+      // The baseline's thread 0 needs the tile to load Q at all.
+      if constexpr (WarpSpecialized) ptx::mbarrier_wait(smem.q_full(), q_phase);
+      const Tile tile = decode_tile(t, p);
       const BlockRange range =
           key_block_range<kBlockM, BlockN>(tile.m_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
       // The baseline's loads of block n into the stage block n + 2 used, once every consumer is
@@ -442,7 +454,10 @@ struct FwdKernel {
         if constexpr (!WarpSpecialized) {
           ptx::named_barrier_sync(kBarBlock, kThreads);
           if (threadIdx.x == 0) {
-            if (with_q) loads.q();
+            if (with_q) {
+              TileLoads::expect_q(smem);
+              loads.q();
+            }
             if (n >= range.n_min) {
               loads.k(load_ring.index, n);
               loads.v(load_ring.index, n);
@@ -452,7 +467,7 @@ struct FwdKernel {
         }
       };
       load_ahead(range.n_max - 1, true);
-      ptx::mbarrier_wait(smem.q_full(), q_phase);
+      if constexpr (!WarpSpecialized) ptx::mbarrier_wait(smem.q_full(), q_phase);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
       Descales descales(p, tile, row0, range.n_max - 1);
       OnlineSoftmax<MaxSlack> softmax;
