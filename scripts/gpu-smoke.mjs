@@ -34,6 +34,10 @@ const cases = [
   // FP8 d=128's long tile (three warpgroups), more tiles than CTAs, and its accuracy mode.
   { b: 1, sq: 2100, sk: 300, hq: 15, hkv: 3, d: 128, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },
   { b: 1, sq: 2100, sk: 300, hq: 3, hkv: 1, d: 128, causal: false, dtype: 'float16', fp8: { hadamard: true, terms: 2 } },
+  // A last 192-row block with one warpgroup of three inside seqlen_q, more tiles than CTAs: d=64's
+  // long tile and FP8 d=128's.
+  { b: 1, sq: 2340, sk: 600, hq: 12, hkv: 4, d: 64, causal: true, dtype: 'bfloat16' },
+  { b: 1, sq: 2150, sk: 300, hq: 15, hkv: 3, d: 128, causal: false, dtype: 'bfloat16', fp8: { hadamard: true } },
   // FP8 d=64's 160-key tile (from 16384 rows; on-the-fly quantization blocks K/V by 160), causal
   // with sq > sk (the first rows see no key), and more tiles than CTAs.
   { b: 1, sq: 16384, sk: 350, hq: 2, hkv: 1, d: 64, causal: true, dtype: 'bfloat16', fp8: { hadamard: true } },

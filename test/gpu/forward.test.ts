@@ -58,6 +58,10 @@ const CASES: Case[] = [
   { b: 2, sq: 700, sk: 900, hq: 4, hkv: 2, d: 64, causal: false, dtype: 'float16' },
   { b: 1, sq: 2100, sk: 1000, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'bfloat16' },
   { b: 2, sq: 8200, sk: 300, hq: 1, hkv: 1, d: 128, causal: false, dtype: 'float16' },
+  // Last 192-row blocks with one warpgroup of three inside seqlen_q (d=64's tall and long tiles:
+  // 1000 rows end 40 into a block, 2340 rows 36), with more tiles than CTAs and 6 and 19 key blocks.
+  { b: 4, sq: 1000, sk: 700, hq: 8, hkv: 2, d: 64, causal: false, dtype: 'bfloat16' },
+  { b: 1, sq: 2340, sk: 2340, hq: 12, hkv: 4, d: 64, causal: true, dtype: 'float16' },
   // Three CTAs per SM for masked problems at d=64 from 512 rows: more tiles than the three CTAs of
   // every SM, a causal mask and a window.
   { b: 2, sq: 1100, sk: 1100, hq: 16, hkv: 4, d: 64, causal: true, dtype: 'bfloat16' },

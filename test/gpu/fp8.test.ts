@@ -52,6 +52,10 @@ const CASES: Case[] = [
   { b: 1, sq: 2100, sk: 2000, hq: 2, hkv: 1, d: 64, causal: true, scaling: 'block', hadamard: false, qBlockRows: 48 },
   { b: 1, sq: 2048, sk: 2048, hq: 2, hkv: 2, d: 64, causal: false, scaling: 'block', hadamard: true, terms: 2, v: 'pow2-spread' },
   { b: 1, sq: 400, sk: 700, hq: 4, hkv: 2, d: 256, causal: true, scaling: 'block', hadamard: true, terms: 2, v: 'pow2' },
+  // The long tiles' last 192-row blocks with one warpgroup of three inside seqlen_q (2150 rows end
+  // 38 into a block, 2340 rows 36), with more tiles than CTAs and odd key-block counts.
+  { b: 1, sq: 2150, sk: 1100, hq: 12, hkv: 3, d: 128, causal: false, scaling: 'block', hadamard: true, v: 'pow2' },
+  { b: 1, sq: 2340, sk: 2340, hq: 12, hkv: 4, d: 64, causal: true, scaling: 'block', hadamard: false },
   // The 160-key tile (head dim 64 from 16384 query rows, K/V blocked by 160): 500 keys end 20 keys
   // into a block, whose second V^T panel is then part-filled; causal, most rows see no key at all.
   { b: 1, sq: 16384, sk: 500, hq: 1, hkv: 1, d: 64, causal: false, scaling: 'block', hadamard: true, kBlockRows: 160, v: 'pow2-spread' },
