@@ -12,7 +12,8 @@ const types = [
   { cpp: '__nv_bfloat16', ptx: 'bf16', k: 16 },
   { cpp: '__half', ptx: 'f16', k: 16 },
 ];
-const shapesN = [];
+// N = 8: the forward's row sums of P on the tensor cores (P times a column of ones, fwd/kernel.cuh).
+const shapesN = [8];
 for (let n = 16; n <= 256; n += 16) shapesN.push(n);
 if (!shapesN.includes(80)) shapesN.push(80);
 
@@ -74,7 +75,7 @@ template <> struct Wgmma<${t.cpp}, ${n}> {
 }
 // FP8 (e4m3) takes both operands K-major (the transpose bits exist only for 16-bit types), so
 // O += P V reads V^T, stored key-contiguous by the quantization pre-pass.
-for (const n of shapesN.filter((x) => x % 32 === 0 || x === 16)) {
+for (const n of shapesN.filter((x) => x % 32 === 0 || x === 16 || x === 8)) {
   const acc = n / 2;
   const shape = `m64n${n}k32.f32.e4m3.e4m3`;
   const dOps = regs(acc, '+f', 'd');
