@@ -8,7 +8,8 @@
 // tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation,
 // FLASH3_WARP_SPECIALIZED=0 builds its baseline (no producer warpgroup); FLASH3_ROW_SUM_MMA=1 sums P's
-// rows on the tensor cores (FwdKernel's RowSumMma);
+// rows on the tensor cores (FwdKernel's RowSumMma); FLASH3_WG_BROADCAST hands the consumers their
+// warpgroup index from lane 0 (ptx/warpgroup.cuh);
 // FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS, FLASH3_MAX_SLACK and FLASH3_CTAS_PER_SM override the tile table
 // for tuning builds. The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/element.cuh"

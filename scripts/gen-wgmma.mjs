@@ -75,7 +75,7 @@ template <> struct Wgmma<${t.cpp}, ${n}> {
 }
 // FP8 (e4m3) takes both operands K-major (the transpose bits exist only for 16-bit types), so
 // O += P V reads V^T, stored key-contiguous by the quantization pre-pass.
-for (const n of shapesN.filter((x) => x % 32 === 0 || x === 16 || x === 8)) {
+for (const n of shapesN.filter((x) => x % 32 === 0 || x === 16)) {
   const acc = n / 2;
   const shape = `m64n${n}k32.f32.e4m3.e4m3`;
   const dOps = regs(acc, '+f', 'd');

@@ -120,6 +120,7 @@ struct FwdKernel {
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOStageBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
   // RowSumMma's B operand: 16-bit ones, read by every k-slice (no layout: all elements are equal).
+  // Twice the 256 bytes smem_desc_uniform can reach: that reach is not yet checked on a GPU.
   static constexpr int kOffOnes = (kOffBarriers + 8 * kBarriers + 127) / 128 * 128;
   static constexpr int kOnesBytes = 512;
   static constexpr int kSmemBytes = (RowSumMma ? kOffOnes + kOnesBytes : kOffBarriers + 8 * kBarriers) + 1024;
