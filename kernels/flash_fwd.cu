@@ -7,9 +7,7 @@
 // CTAs per SM for short masked problems (TileConfigTrio), -DFLASH3_SOFTCAP=1 the default
 // tile with soft-capped scores (16-bit only). FLASH3_PINGPONG and
 // FLASH3_INTRA_OVERLAP (default: the tile table's choice) override the schedule for the ablation,
-// FLASH3_WARP_SPECIALIZED=0 builds its baseline (no producer warpgroup); FLASH3_ROW_SUM_MMA=1 sums P's
-// rows on the tensor cores (FwdKernel's RowSumMma); FLASH3_WG_BROADCAST hands the consumers their
-// warpgroup index from lane 0 (ptx/warpgroup.cuh);
+// FLASH3_WARP_SPECIALIZED=0 builds its baseline (no producer warpgroup);
 // FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS, FLASH3_MAX_SLACK and FLASH3_CTAS_PER_SM override the tile table
 // for tuning builds. The host reads the launch shape from the exported constants (flash3_fwd_threads etc.).
 #include "fwd/element.cuh"
@@ -83,12 +81,9 @@ using Config = flash3::TileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_WARP_SPECIALIZED
 #define FLASH3_WARP_SPECIALIZED 1
 #endif
-#ifndef FLASH3_ROW_SUM_MMA
-#define FLASH3_ROW_SUM_MMA 0
-#endif
 using Kernel = flash3::FwdKernel<Inputs, FLASH3_HEADDIM, FLASH3_BLOCK_N, FLASH3_STAGES, FLASH3_CONSUMER_WGS,
                                  FLASH3_PINGPONG != 0, FLASH3_INTRA_OVERLAP != 0, FLASH3_MAX_SLACK, FLASH3_CTAS_PER_SM,
-                                 FLASH3_WARP_SPECIALIZED != 0, FLASH3_ROW_SUM_MMA != 0>;
+                                 FLASH3_WARP_SPECIALIZED != 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_fwd_threads = Kernel::kThreads;

@@ -12,8 +12,7 @@ const types = [
   { cpp: '__nv_bfloat16', ptx: 'bf16', k: 16 },
   { cpp: '__half', ptx: 'f16', k: 16 },
 ];
-// N = 8: the forward's row sums of P on the tensor cores (P times a column of ones, fwd/kernel.cuh).
-const shapesN = [8];
+const shapesN = [];
 for (let n = 16; n <= 256; n += 16) shapesN.push(n);
 if (!shapesN.includes(80)) shapesN.push(80);
 

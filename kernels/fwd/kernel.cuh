@@ -46,11 +46,8 @@ __device__ __forceinline__ CtaTiles cta_tiles(const FwdParams& p) {
 
 // `Inputs`: HalfInputs<T> or Fp8Inputs<Out> (element.cuh).
 // `MaxSlack`: see OnlineSoftmax (softmax.cuh).
-// `RowSumMma`: P's row sums on the tensor cores, as P times a column of ones (an m64n8 wgmma per
-// k-slice after P V), instead of a float add per score on the FMA pipe. 16-bit inputs only: FP8's P
-// carries V descale factors (Descales) that its row sum must not.
 template <typename Inputs, int HeadDim, int BlockN, int Stages, int ConsumerWGs, bool Pingpong, bool IntraOverlap,
-          int MaxSlack, int CtasPerSm = 1, bool WarpSpecialized = true, bool RowSumMma = false>
+          int MaxSlack, int CtasPerSm = 1, bool WarpSpecialized = true>
 struct FwdKernel {
   using In = typename Inputs::In;
   using Out = typename Inputs::Out;
@@ -119,11 +116,7 @@ struct FwdKernel {
   static constexpr int kOffO = kSeparateO ? kEndKV : kOffQ;
   static constexpr int kOffBarriers = kSeparateO ? kEndKV + ConsumerWGs * kOStageBytesPerWG : kEndKV;
   static constexpr int kBarriers = 2 + 4 * Stages;
-  // RowSumMma's B operand: 16-bit ones, read by every k-slice (no layout: all elements are equal).
-  // Twice the 256 bytes smem_desc_uniform can reach: that reach is not yet checked on a GPU.
-  static constexpr int kOffOnes = (kOffBarriers + 8 * kBarriers + 127) / 128 * 128;
-  static constexpr int kOnesBytes = 512;
-  static constexpr int kSmemBytes = (RowSumMma ? kOffOnes + kOnesBytes : kOffBarriers + 8 * kBarriers) + 1024;
+  static constexpr int kSmemBytes = kOffBarriers + 8 * kBarriers + 1024;
 
   // Hardware named barriers (0 is __syncthreads): 1.. per-warpgroup epilogue, then pingpong turns.
   static constexpr int kBarEpilogue = 1;
@@ -136,7 +129,6 @@ struct FwdKernel {
   static_assert(kOChunks * kOChunkPanels == kOPanels, "O's panels split into whole chunks");
   static_assert(!kFp8 || BlockN % 32 == 0, "P V steps through V^T in k-slices of 32 keys");
   static_assert(kSmemBytes <= kSmemBudget, "shared memory");
-  static_assert(!RowSumMma || !kFp8, "FP8's P is scaled by V descales: its row sums stay on the FMA pipe");
   // The baseline is FA2's loop on Hopper instructions: nothing of FA3's schedule.
   static_assert(WarpSpecialized || (!Pingpong && !IntraOverlap && Stages == 2 && kSeparateO && CtasPerSm == 1),
                 "the unspecialised baseline has no pingpong, overlap or O in Q's or V's place");
@@ -157,7 +149,6 @@ struct FwdKernel {
       return base / unit + (kOffV + panel * kPanelBytes) / unit + stage * (kVBytes / unit);
     }
     __device__ uint32_t barrier(int i) const { return base + kOffBarriers + 8 * i; }
-    __device__ uint32_t ones(uint32_t unit = 1) const { return base / unit + kOffOnes / unit; }
     __device__ uint32_t q_full() const { return barrier(0); }
     __device__ uint32_t q_empty() const { return barrier(1); }
     __device__ uint32_t k_full(int s) const { return barrier(2 + s); }
@@ -180,11 +171,6 @@ struct FwdKernel {
         ptx::mbarrier_init(smem.v_empty(s), 4 * ConsumerWGs);
       }
       ptx::fence_barrier_init();
-    }
-    if constexpr (RowSumMma) {
-      if (threadIdx.x < kOnesBytes / 4)
-        reinterpret_cast<uint32_t*>(smem_ptr + kOffOnes)[threadIdx.x] = pack2<In>(1.f, 1.f);
-      ptx::fence_async_shared();  // wgmma reads shared memory through the async proxy
     }
     __syncthreads();
     if constexpr (WarpSpecialized)
@@ -378,8 +364,8 @@ struct FwdKernel {
     ptx::wgmma_commit();
   }
 
-  __device__ static void issue_pv(float (&o)[HeadDim / 2], float (&row_sums)[4], const uint32_t (&p_frag)[kPRegs],
-                                  const Smem& smem, int stage) {
+  __device__ static void issue_pv(float (&o)[HeadDim / 2], const uint32_t (&p_frag)[kPRegs], const Smem& smem,
+                                  int stage) {
     ptx::wgmma_fence();
     if constexpr (kFp8) {
       // 32 keys of V^T per k-slice, kVtPanelKeys / 32 slices to a panel.
@@ -395,22 +381,14 @@ struct FwdKernel {
         const uint32_t v_addr = smem.v(stage, 0, ptx::kDescUnits) + kk * 16 * 128 / ptx::kDescUnits;
         Wgmma<In, HeadDim>::rs_bt(o, a_slice(p_frag, kk), ptx::smem_desc_mnmajor_sw128<BlockN * 128>(v_addr), 1);
       }
-      if constexpr (RowSumMma) {
-        const uint64_t ones = ptx::smem_desc_uniform(smem.ones(ptx::kDescUnits));
-#pragma unroll
-        for (int kk = 0; kk < BlockN / 16; ++kk) Wgmma<In, 8>::rs_bt(row_sums, a_slice(p_frag, kk), ones, 1);
-      }
     }
     ptx::wgmma_commit();
   }
 
   // Most blocks leave every row's factor at exactly 1 (MaxSlack, FP8 block descales aside): the
   // warp then skips the multiply, which at head dim 256 costs four times the softmax's exponentials.
-  __device__ static void rescale_output(float (&o)[HeadDim / 2], float (&row_sums)[4], const float (&rescale)[2]) {
-    if (__any_sync(0xffffffff, rescale[0] != 1.f || rescale[1] != 1.f)) {
-      scale_rows(o, rescale);
-      if constexpr (RowSumMma) scale_rows(row_sums, rescale);
-    }
+  __device__ static void rescale_output(float (&o)[HeadDim / 2], const float (&rescale)[2]) {
+    if (__any_sync(0xffffffff, rescale[0] != 1.f || rescale[1] != 1.f)) scale_rows(o, rescale);
   }
 
   // Hands a K or V stage back to the producer once every warp of this warpgroup is done with it.
@@ -492,7 +470,7 @@ struct FwdKernel {
       if constexpr (!WarpSpecialized) ptx::mbarrier_wait(smem.q_full(), q_phase);
       const int row0 = tile.m_block * kBlockM + wg * 64 + warp * 16 + lane / 4;
       Descales descales(p, tile, row0, range.n_max - 1);
-      OnlineSoftmax<MaxSlack, RowSumMma> softmax;
+      OnlineSoftmax<MaxSlack> softmax;
       auto softmax_block = [&](float(&s)[BlockN / 2], int n, float(&rescale)[2]) {
         // Capped before the mask, which then sets -inf.
         constexpr bool capped = Inputs::kSoftcap;
@@ -509,7 +487,6 @@ struct FwdKernel {
       float o[HeadDim / 2];
 #pragma unroll
       for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
-      float row_sums[4] = {};  // RowSumMma: P's row sums, an m64n8 accumulator (all 8 columns alike)
       // A tile with no key block hands Q back now only if O has a buffer of its own: without one
       // (kOInLastV included: there is no last V stage) O is staged in Q's place.
       if (kSeparateO && range.n_max <= range.n_min) release(smem.q_empty(), lane);
@@ -524,7 +501,7 @@ struct FwdKernel {
         if (pv) ptx::mbarrier_wait(smem.v_full(v_ring.index), v_ring.phase);
         gemm_turn_begin(wg);
         if (qk) issue_qk(s, smem, wg, k_ring.index);
-        if (pv) issue_pv(o, row_sums, p_frag, smem, v_ring.index);
+        if (pv) issue_pv(o, p_frag, smem, v_ring.index);
         gemm_turn_end(wg);
       };
       // After the wgmma wait that covers it: S is readable and its K stage (and, last, Q) free.
@@ -537,7 +514,6 @@ struct FwdKernel {
       int o_stage = 0;  // kOInLastV: the last block's V stage, kept for the epilogue
       auto pv_done = [&](bool last = false) {
         ptx::fence_registers(o);
-        if constexpr (RowSumMma) ptx::fence_registers(row_sums);
         if (kOInLastV && last) o_stage = v_ring.index;
         else release(smem.v_empty(v_ring.index), lane);
         v_ring.advance();
@@ -561,7 +537,7 @@ struct FwdKernel {
             ptx::wgmma_wait<0>();
             pv_done();
             // O holds P_prev V at the old row max; bring it to the new one before adding more.
-            rescale_output(o, row_sums, rescale);
+            rescale_output(o, rescale);
             pack_p<Inputs>(s, p_frag);
           }
           issue(false, true);
@@ -575,7 +551,7 @@ struct FwdKernel {
           ptx::wgmma_wait<0>();
           qk_done(n);
           softmax_block(s, n, rescale);
-          rescale_output(o, row_sums, rescale);
+          rescale_output(o, rescale);
           pack_p<Inputs>(s, p_frag);
           issue(false, true);
           ptx::wgmma_wait<0>();
@@ -584,8 +560,7 @@ struct FwdKernel {
       }
 
       float inv_sum[2], lse[2];
-      if constexpr (RowSumMma) softmax.finish({row_sums[0], row_sums[2]}, inv_sum, lse);
-      else softmax.finish(inv_sum, lse);
+      softmax.finish(inv_sum, lse);
       descales.to_output_units(inv_sum);
       if (lane % 4 == 0) {
         float* lse_row = p.lse + (size_t(tile.batch) * p.heads_q + tile.head) * p.seqlen_q;

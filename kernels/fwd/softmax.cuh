@@ -21,9 +21,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 // MaxSlack (log2 units, 0 = exact): the running max only moves when a block's max exceeds it by
 // more than this, so P may reach 2^MaxSlack (harmless in fp32 and in P's 16-bit format) while
 // most blocks leave the rescale factor at exactly 1 and the output is not rescaled at all.
-// SumsElsewhere: the caller sums P itself (on the tensor cores, as P times a column of ones) and
-// hands the totals to finish(); row_sum then stays unused.
-template <int MaxSlack, bool SumsElsewhere = false>
+template <int MaxSlack>
 struct OnlineSoftmax {
   float row_max[2];  // running max of scores * scale * log2(e)
   float row_sum[2];  // this thread's share of the running sum
@@ -71,34 +69,24 @@ struct OnlineSoftmax {
         for (int c = 0; c < 2; ++c) {
           float& x = s[4 * i + 2 * r + c];
           x = ptx::ex2(fmaf(x, scale_log2, shift));
-          if constexpr (!SumsElsewhere) sum[i % kChains] += x;
+          sum[i % kChains] += x;
         }
       }
-      if constexpr (!SumsElsewhere) {
 #pragma unroll
-        for (int k = 1; k < kChains; ++k) sum[0] += sum[k];
-        row_sum[r] = row_sum[r] * rescale[r] + sum[0] * sum_scale;
-      }
+      for (int k = 1; k < kChains; ++k) sum[0] += sum[k];
+      row_sum[r] = row_sum[r] * rescale[r] + sum[0] * sum_scale;
     }
   }
 
   // Final normalisation factors and natural-log LSE; rows that saw no key get 0 and -inf.
   __device__ __forceinline__ void finish(float (&inv_sum)[2], float (&lse)[2]) {
-    static_assert(!SumsElsewhere, "the row sums come from the caller");
 #pragma unroll
-    for (int r = 0; r < 2; ++r) finish_row(r, quad_sum(row_sum[r]), inv_sum, lse);
-  }
-
-  // The same from each row's whole sum.
-  __device__ __forceinline__ void finish(const float (&totals)[2], float (&inv_sum)[2], float (&lse)[2]) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) finish_row(r, totals[r], inv_sum, lse);
-  }
-
-  __device__ __forceinline__ void finish_row(int r, float sum, float (&inv_sum)[2], float (&lse)[2]) const {
-    const bool empty = sum == 0.f;
-    inv_sum[r] = empty ? 0.f : 1.f / sum;
-    lse[r] = empty ? -INFINITY : (row_max[r] + __log2f(sum)) * 0.69314718055994530942f;
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(row_sum[r]);
+      const bool empty = sum == 0.f;
+      inv_sum[r] = empty ? 0.f : 1.f / sum;
+      lse[r] = empty ? -INFINITY : (row_max[r] + __log2f(sum)) * 0.69314718055994530942f;
+    }
   }
 };
 

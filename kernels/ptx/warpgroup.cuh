@@ -37,11 +37,7 @@ __device__ __forceinline__ void split_roles_by_warp(Produce&& produce, Consume&&
     produce(int(threadIdx.x / 32));
   } else {
     setmaxnreg_inc<ConsumerRegs>();
-#ifdef FLASH3_WG_BROADCAST  // session 22's experiment: a warp-uniform index (see docs/perf-log.md)
-    consume(__shfl_sync(0xffffffff, warpgroup - 1, 0));
-#else
     consume(warpgroup - 1);
-#endif
   }
 }
 

@@ -54,11 +54,4 @@ __device__ __forceinline__ uint64_t smem_desc_mnmajor_sw128(uint32_t addr16) {
   return (uint64_t(hi) << 32) | (addr16 + ((PanelBytes >> 4) << 16));
 }
 
-// A tile whose elements are all equal (RowSumMma's ones), unswizzled: whatever core matrix a
-// wgmma reads lies within the first 256 bytes.
-__device__ __forceinline__ uint64_t smem_desc_uniform(uint32_t addr16) {
-  constexpr uint32_t kOffset16 = 128 >> 4;
-  return (uint64_t(kOffset16) << 32) | (addr16 + (kOffset16 << 16));
-}
-
 }  // namespace flash3::ptx
