@@ -5,6 +5,8 @@
 #   DTYPE:VARIANT:HEADDIM:SEQLEN:MASK       flash3's forward (a tuning build by name, or default)
 #   bwd:DTYPE:HEADDIM:SEQLEN:MASK           flash3's backward main kernel (default mode)
 #   bwd-det:DTYPE:HEADDIM:SEQLEN:MASK       the same in deterministic mode
+#   bwd-parts:DTYPE:HEADDIM:SEQLEN:MASK     the durations alone of a default-mode call's three kernels
+#                                           (pre-pass, main kernel, dQ conversion): what the fixed passes cost
 #   cudnn|flash:fwd|bwd:HEADDIM:SEQLEN:MASK  PyTorch SDPA's cuDNN or FA2 kernel, bf16, through bench/peers.py
 # The report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed. With
 # SOURCE=1 the per-instruction SASS with its stall samples goes to $OUT/ncu-<spec>-sass.csv too
@@ -33,6 +35,14 @@ for spec in "$@"; do
   keep=()
   [ "${SOURCE:-0}" = 1 ] && keep=(--section SourceCounters -f -o "$out/$name")
   case "$a" in
+    bwd-parts)
+      # One warm-up call's three launches first, then the call whose kernels are timed.
+      ncu --kernel-name regex:flash3_bwd --launch-skip 3 --launch-count 3 --metrics gpu__time_duration.sum \
+        node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
+        --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 1 --iters 1 >"$report" 2>&1
+      echo "== $spec"
+      grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  ([A-Za-z_0-9]+).*/\1/'
+      continue ;;
     bwd | bwd-det)
       # Each round of the bench runs the default mode (2 warm-up calls, then the timed one), then
       # the deterministic mode the same way: its timed call is the sixth launch.
