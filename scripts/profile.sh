@@ -8,6 +8,8 @@
 #   bwd-parts:DTYPE:HEADDIM:SEQLEN:MASK     the durations alone of a default-mode call's three kernels
 #                                           (pre-pass, main kernel, dQ conversion): what the fixed passes cost
 #   cudnn|flash:fwd|bwd:HEADDIM:SEQLEN:MASK  PyTorch SDPA's cuDNN or FA2 kernel, bf16, through bench/peers.py
+#   cudnn|flash:bwd-parts:HEADDIM:SEQLEN:MASK  the durations of every backward kernel of each of peers.py's
+#                                           calls (shape check, two warm-ups, the timed one), to set beside bwd-parts
 # The report goes to $OUT/ncu-<spec>.txt and the utilisation lines that matter are printed. With
 # SOURCE=1 the per-instruction SASS with its stall samples goes to $OUT/ncu-<spec>-sass.csv too
 # (source counters: which instructions the warps wait at, and for what), and its hottest stall
@@ -34,8 +36,8 @@ for spec in "$@"; do
   report="$out/$name.txt"
   keep=()
   [ "${SOURCE:-0}" = 1 ] && keep=(--section SourceCounters -f -o "$out/$name")
-  case "$a" in
-    bwd-parts)
+  case "$a:$b" in
+    bwd-parts:*)
       # One warm-up call's three launches first, then the call whose kernels are timed.
       ncu --kernel-name regex:flash3_bwd --launch-skip 3 --launch-count 3 --metrics gpu__time_duration.sum \
         node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
@@ -43,7 +45,7 @@ for spec in "$@"; do
       echo "== $spec"
       grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  ([A-Za-z_0-9]+).*/\1/'
       continue ;;
-    bwd | bwd-det)
+    bwd:* | bwd-det:*)
       # Each round of the bench runs the default mode (2 warm-up calls, then the timed one), then
       # the deterministic mode the same way: its timed call is the sixth launch.
       skip=2
@@ -51,7 +53,13 @@ for spec in "$@"; do
       ncu --kernel-name flash3_bwd --launch-skip "$skip" --launch-count 1 "${sections[@]}" "${keep[@]}" \
         node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
         --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 2 --iters 1 >"$report" 2>&1 ;;
-    cudnn | flash)
+    cudnn:bwd-parts | flash:bwd-parts)
+      peer_request "$a" bwd "$c" "$d" "$e" | ncu --kernel-name regex:'bwd|bprop|dot_do|convert' --launch-count 40 \
+        --metrics gpu__time_duration.sum python3 bench/peers.py >"$report" 2>&1
+      echo "== $spec"
+      grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  (.{0,90}).*/\1/'
+      continue ;;
+    cudnn:* | flash:*)
       # peers.py calls once to check the shape, then warms up twice: the fourth launch is timed.
       case "$a:$b" in
         cudnn:fwd) kernel='regex:fprop' ;;
