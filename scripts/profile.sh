@@ -30,6 +30,19 @@ peer_request() {
     "$backend" "$backward" $((16384 / seqlen)) "$seqlen" $((2048 / headdim)) "$headdim" "$causal"
 }
 
+# The command line of flash3's backward bench, one round (default mode, then deterministic), in
+# the array `bench`, for ncu to launch: DTYPE HEADDIM SEQLEN MASK WARMUP.
+backward_bench() {
+  bench=(node dist/src/cli/main.js bench --backward --backend cuda --dtype "$1" --headdim "$2" --seqlen "$3"
+    --causal "$([ "$4" = causal ] && echo yes || echo no)" --reps 1 --warmup "$5" --iters 1)
+}
+
+# Each profiled kernel's name (its first 90 characters) and duration, from a metrics-only report.
+print_durations() {
+  echo "== $spec"
+  grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  (.{0,90}).*/\1/'
+}
+
 for spec in "$@"; do
   IFS=: read -r a b c d e <<<"$spec"
   name="ncu-${spec//:/-}"
@@ -39,25 +52,21 @@ for spec in "$@"; do
   case "$a:$b" in
     bwd-parts:*)
       # One warm-up call's three launches first, then the call whose kernels are timed.
-      ncu --kernel-name regex:flash3_bwd --launch-skip 3 --launch-count 3 --metrics gpu__time_duration.sum \
-        node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
-        --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 1 --iters 1 >"$report" 2>&1
-      echo "== $spec"
-      grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  ([A-Za-z_0-9]+).*/\1/'
+      backward_bench "$b" "$c" "$d" "$e" 1
+      ncu --kernel-name regex:flash3_bwd --launch-skip 3 --launch-count 3 --metrics gpu__time_duration.sum "${bench[@]}" >"$report" 2>&1
+      print_durations
       continue ;;
     bwd:* | bwd-det:*)
       # Each round of the bench runs the default mode (2 warm-up calls, then the timed one), then
       # the deterministic mode the same way: its timed call is the sixth launch.
       skip=2
       [ "$a" = bwd-det ] && skip=5
-      ncu --kernel-name flash3_bwd --launch-skip "$skip" --launch-count 1 "${sections[@]}" "${keep[@]}" \
-        node dist/src/cli/main.js bench --backward --backend cuda --dtype "$b" --headdim "$c" --seqlen "$d" \
-        --causal "$([ "$e" = causal ] && echo yes || echo no)" --reps 1 --warmup 2 --iters 1 >"$report" 2>&1 ;;
+      backward_bench "$b" "$c" "$d" "$e" 2
+      ncu --kernel-name flash3_bwd --launch-skip "$skip" --launch-count 1 "${sections[@]}" "${keep[@]}" "${bench[@]}" >"$report" 2>&1 ;;
     cudnn:bwd-parts | flash:bwd-parts)
       peer_request "$a" bwd "$c" "$d" "$e" | ncu --kernel-name regex:'bwd|bprop|dot_do|convert' --launch-count 40 \
         --metrics gpu__time_duration.sum python3 bench/peers.py >"$report" 2>&1
-      echo "== $spec"
-      grep -E "^  [A-Za-z_].*\(|gpu__time_duration" "$report" | sed -E 's/^  (.{0,90}).*/\1/'
+      print_durations
       continue ;;
     cudnn:* | flash:*)
       # peers.py calls once to check the shape, then warms up twice: the fourth launch is timed.
