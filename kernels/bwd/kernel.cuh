@@ -31,9 +31,12 @@ namespace flash3 {
 // `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `Softcap`: soft-capped scores
 // (fwd/softcap.cuh), a build of its own like the forward's (the cap's code behind a branch not taken
 // cost the uncapped backward ~10%); `Deterministic`: dQ's contributions in a fixed order (see
-// keep_turns), also a build of its own (its turn keepers made the default mode 3-8% slower at d=128).
+// keep_turns), also a build of its own (its turn keepers made the default mode 3-8% slower at d=128);
+// `Persistent`: one CTA per SM takes the (key block, kv head, batch) items in turn from a counter
+// (see produce), and loads each item's K and V while the consumers still run the last one's epilogue;
+// default mode only (deterministic, its producer warp spilled 4-28 B in its 24 registers).
 template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap,
-          bool Deterministic>
+          bool Deterministic, bool Persistent = false>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
@@ -88,9 +91,14 @@ struct BwdKernel {
   // Deterministic builds' turns, per consumer warpgroup: turn_request, turn_ready, adds_done
   // mbarriers and a slot with the requested (tile, rank) after the barriers (see keep_turns).
   static constexpr int kTurnBarriers = Deterministic ? 3 * ConsumerWGs : 0;
-  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers;
+  // Persistent builds: kv_empty (the consumers are done with the item's K and V), item_full (the
+  // producer has written the next item into the item slot) and, where the dK/dV staging lies in the
+  // Q/dO stages (split columns), staging_free (the item's epilogue has stored it).
+  static constexpr int kItemBarriers = Persistent ? 3 : 0;
+  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers + kItemBarriers;
   static constexpr int kOffTurnSlots = kOffBarriers + 8 * kBarriers;
-  static constexpr int kSmemBytes = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0) + 1024;
+  static constexpr int kOffItemSlot = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0);
+  static constexpr int kSmemBytes = kOffItemSlot + (Persistent ? 8 : 0) + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
   // opens its GEMM turn (kTurns).
@@ -104,6 +112,7 @@ struct BwdKernel {
                 "the Q/dO stages must hold the dK/dV staging");
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(ConsumerWGs <= 3, "a turn keeper per consumer warpgroup among the producer's warps 1-3");
+  static_assert(!(Persistent && Deterministic), "the persistent schedule is the default mode's");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
@@ -136,6 +145,10 @@ struct BwdKernel {
     __device__ uint32_t turn_ready(int wg) const { return turn_request(wg) + 8 * ConsumerWGs; }
     __device__ uint32_t adds_done(int wg) const { return turn_request(wg) + 16 * ConsumerWGs; }
     __device__ uint32_t turn_slot(int wg) const { return base + kOffTurnSlots + 8 * wg; }
+    __device__ uint32_t kv_empty() const { return turn_request(0) + 8 * kTurnBarriers; }
+    __device__ uint32_t item_full() const { return kv_empty() + 8; }
+    __device__ uint32_t staging_free() const { return kv_empty() + 16; }
+    __device__ uint32_t item_slot() const { return base + kOffItemSlot; }
   };
 
   struct Block {
@@ -149,11 +162,21 @@ struct BwdKernel {
   __device__ static int key_group(int wg) { return kSplitColumns ? 0 : wg; }
   __device__ static int ds_buffer(int step, int wg) { return kSplitColumns ? wg : step & 1; }
 
-  __device__ static Block this_block(const BwdParams& p) {
-    // In arrival order the key blocks that contribute first to each dQ tile (the later ones) are
-    // dispatched first, so a CTA only ever waits on CTAs dispatched before it, resident or done.
-    const int n_block = p.arrival_order ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-    Block b{n_block, int(blockIdx.y), int(blockIdx.z), {}, 0};
+  // Items are numbered key block fastest, then kv head, then batch: the order in which the
+  // non-persistent grid's CTAs (blockIdx x, y, z) are dispatched. Persistent CTAs take the first
+  // gridDim.x of them by index and the rest from p.work_counter, in that order too. In arrival
+  // order the key blocks that contribute first to each dQ tile (the later ones) are dispatched
+  // first, so a CTA only ever waits on CTAs dispatched before it, resident or done.
+  __device__ static Block this_block(const BwdParams& p, int item) {
+    Block b;
+    if constexpr (Persistent) {
+      const int heads_kv = p.heads_q / p.group_size;
+      const int n_index = item % p.num_n_blocks;
+      b = {p.arrival_order ? p.num_n_blocks - 1 - n_index : n_index, item / p.num_n_blocks % heads_kv,
+           item / p.num_n_blocks / heads_kv, {}, 0};
+    } else {
+      b = {p.arrival_order ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), {}, 0};
+    }
     b.range = query_block_range<kBlockM, kBlockN>(b.n_block, p.seqlen_q, p.seqlen_k, p.window_left, p.window_right);
     // Unmasked, every key block visits every query block: starting each at its own offset keeps
     // the CTAs of a head on different dQ rows (fewer collisions; no waiting in deterministic mode).
@@ -219,6 +242,11 @@ struct BwdKernel {
         ptx::mbarrier_init(smem.turn_ready(wg), 1);
         ptx::mbarrier_init(smem.adds_done(wg), 128);
       }
+      if constexpr (Persistent) {
+        ptx::mbarrier_init(smem.kv_empty(), 128 * ConsumerWGs);
+        ptx::mbarrier_init(smem.item_full(), 1);
+        ptx::mbarrier_init(smem.staging_free(), 128 * ConsumerWGs);
+      }
       ptx::fence_barrier_init();
     }
     __syncthreads();
@@ -235,21 +263,60 @@ struct BwdKernel {
     }
   }
 
-  // Run by one thread, or by a whole warp of which the `leader` lane issues.
+  // Run by one thread, or by a whole warp of which the `leader` lane issues. Persistent, the next
+  // item is taken from the counter as soon as this one's K and V are on their way, its K and V load
+  // once the consumers are done with this item's (kv_empty), under this item's epilogue, and its
+  // Q and dO as soon as stages free up.
   __device__ static void produce(const BwdParams& p, const Smem& smem, bool leader) {
-    const Block b = this_block(p);
-    if (leader) {
-      ptx::tma_prefetch_descriptor(&p.tm_q);
-      ptx::tma_prefetch_descriptor(&p.tm_do);
-      ptx::mbarrier_arrive_expect_tx(smem.kv_full(), 2 * kKVBytes);
-      for (int panel = 0; panel < kPanels; ++panel) {
-        ptx::tma_load_4d(smem.k(panel), &p.tm_k, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
-        ptx::tma_load_4d(smem.v(panel), &p.tm_v, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+    PipelineState<Stages> ring;
+    int item = blockIdx.x;
+    for (uint32_t n = 0;; ++n) {
+      const Block b = this_block(p, item);
+      if (leader) {
+        if (n == 0) {
+          ptx::tma_prefetch_descriptor(&p.tm_q);
+          ptx::tma_prefetch_descriptor(&p.tm_do);
+        }
+        ptx::mbarrier_arrive_expect_tx(smem.kv_full(), 2 * kKVBytes);
+        for (int panel = 0; panel < kPanels; ++panel) {
+          ptx::tma_load_4d(smem.k(panel), &p.tm_k, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+          ptx::tma_load_4d(smem.v(panel), &p.tm_v, smem.kv_full(), panel * 64, b.n_block * kBlockN, b.head_kv, b.batch);
+        }
       }
+      if constexpr (!Persistent) {
+        load_query_blocks(p, smem, b, ring, leader);
+        return;
+      }
+      const int next = publish_next_item(p, smem, leader, n);
+      // Split columns stage dK and dV in the Q/dO stages: the last item's epilogue must be done with them.
+      if (kSplitColumns && n > 0) ptx::mbarrier_wait(smem.staging_free(), (n - 1) & 1);
+      load_query_blocks(p, smem, b, ring, leader);
+      ptx::mbarrier_wait(smem.kv_empty(), n & 1);
+      if (next >= p.num_items) return;
+      item = next;
     }
+  }
+
+  // The leader takes the next item from the counter (the first gridDim.x items went to the CTAs
+  // by index) and writes it to the item slot; every thread of the role reads it back. The n-th
+  // item_full phase carries the item after the n-th.
+  __device__ static int publish_next_item(const BwdParams& p, const Smem& smem, bool leader, uint32_t n) {
+    if (leader) {
+      ptx::st_shared_s32(smem.item_slot(), int(gridDim.x) + ptx::fetch_add_relaxed(p.work_counter, 1));
+      ptx::mbarrier_arrive(smem.item_full());
+    }
+    return read_next_item(smem, n);
+  }
+  __device__ static int read_next_item(const Smem& smem, uint32_t n) {
+    ptx::mbarrier_wait(smem.item_full(), n & 1);
+    return ptx::ld_shared_s32(smem.item_slot());
+  }
+
+  // Q, dO and their lse and D rows for each step of one item, into the ring of stages.
+  __device__ static void load_query_blocks(const BwdParams& p, const Smem& smem, const Block& b,
+                                           PipelineState<Stages>& ring, bool leader) {
     const int steps = b.range.m_max - b.range.m_min;
     const int padded = p.num_m_blocks * kBlockM;
-    PipelineState<Stages> ring;
     for (int pass = 0; pass < kPasses; ++pass) {
       for (int g = 0; g < p.group_size; ++g) {
         const int head = b.head_kv * p.group_size + g;
@@ -484,27 +551,40 @@ struct BwdKernel {
 
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
-    const Block b = this_block(p);
-    const int steps = b.range.m_max - b.range.m_min;
-
-    ptx::mbarrier_wait(smem.kv_full(), 0);
     PipelineState<Stages> ring;
-    int step = 0;  // over all passes: picks the dS buffer (and, in order, the dQ piece)
+    int step = 0;  // over all passes and items: picks the dS buffer (and, in order, the dQ piece)
     uint32_t turn = 0;  // deterministic: parity of this warpgroup's next turn
-    if (kHandoff && kTurns && wg == 1) turn_end(wg);  // warpgroup 0 goes first
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int cols = kSplitColumns ? wg : pass;  // which 128 (or fewer) columns: the pass of the loops below
-      float dk[kChunk / 2], dv[kChunk / 2];
+    int item = blockIdx.x;
+    for (uint32_t n = 0;; ++n) {
+      const Block b = this_block(p, item);
+      const int steps = b.range.m_max - b.range.m_min;
+      ptx::mbarrier_wait(smem.kv_full(), n & 1);
+      if (kHandoff && kTurns && wg == 1 && n == 0) turn_end(wg);  // warpgroup 0 goes first
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const int cols = kSplitColumns ? wg : pass;  // which 128 (or fewer) columns: the pass of the loops below
+        float dk[kChunk / 2], dv[kChunk / 2];
 #pragma unroll
-      for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
-      if constexpr (kHandoff)
-        handoff_steps(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
-      else
-        steps_in_order(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
-      epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
+        for (int i = 0; i < kChunk / 2; ++i) dk[i] = dv[i] = 0.f;
+        if constexpr (kHandoff)
+          handoff_steps(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
+        else
+          steps_in_order(p, b, smem, dk, dv, ring, step, turn, steps, cols, wg, tid);
+        if (Persistent && pass == kPasses - 1) {
+          // Past the item's last GEMM on K and V: the next item (published under this one; read
+          // before the arrival, so that item_full never completes a phase ahead of this wait),
+          // then K and V handed back.
+          item = read_next_item(smem, n);
+          ptx::mbarrier_arrive(smem.kv_empty());
+        }
+        epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
+      }
+      if constexpr (!Persistent) break;
+      if constexpr (kSplitColumns) ptx::mbarrier_arrive(smem.staging_free());
+      if (item >= p.num_items) break;
     }
     if (Deterministic && tid == 0) request_turn(smem, wg, -1, 0);  // releases the keeper
   }
+
 
   // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared
   // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.

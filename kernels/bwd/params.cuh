@@ -35,6 +35,10 @@ struct BwdParams {
   float softcap_scale;
   float softcap_log2;
   float softcap_inv_log2;
+  // Persistent builds: the items after the first gridDim.x are taken from this counter (zeroed by
+  // the pre-pass); num_items = key blocks x kv heads x batch.
+  int* work_counter;
+  int num_items;
 };
 
 static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
@@ -44,6 +48,7 @@ static_assert(offsetof(BwdParams, scale_log2) == 824, "host layout");
 static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
 static_assert(offsetof(BwdParams, arrival_order) == 844, "host layout");
 static_assert(offsetof(BwdParams, softcap_scale) == 848, "host layout");
+static_assert(offsetof(BwdParams, work_counter) == 864 && offsetof(BwdParams, num_items) == 872, "host layout");
 static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
 
 }  // namespace flash3

@@ -30,6 +30,14 @@ __device__ __forceinline__ void red_relaxed_add(int* addr, int v) {
   asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
 }
 
+// Adds to a counter and returns its old value, with no ordering: a ticket (the persistent
+// backward's work counter).
+__device__ __forceinline__ int fetch_add_relaxed(int* addr, int v) {
+  int old;
+  asm volatile("atom.relaxed.gpu.global.add.s32 %0, [%1], %2;" : "=r"(old) : "l"(addr), "r"(v) : "memory");
+  return old;
+}
+
 // Adds to a counter after every write this thread has seen: a flag handed between CTAs.
 __device__ __forceinline__ void red_release_add(int* addr, int v) {
   fence_acq_rel_gpu();

@@ -18,6 +18,16 @@ __device__ __forceinline__ int2 ld_shared_s32x2(uint32_t addr) {
   return v;
 }
 
+__device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
+  int v;
+  asm volatile("ld.shared.s32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void st_shared_s32(uint32_t addr, int x) {
+  asm volatile("st.shared.s32 [%0], %1;" ::"r"(addr), "r"(x) : "memory");
+}
+
 __device__ __forceinline__ void st_shared_s32x2(uint32_t addr, int x, int y) {
   asm volatile("st.shared.v2.s32 [%0], {%1, %2};" ::"r"(addr), "r"(x), "r"(y) : "memory");
 }

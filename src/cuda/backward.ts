@@ -1,7 +1,7 @@
 /**
  * The CUDA backward: plans the three launches of one gradient computation (pre-pass, main kernel,
- * dQ conversion) over the caller's strided tensors, and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator and, in
- * deterministic mode, the dQ semaphores) and can be launched many times (benchmarks).
+ * dQ conversion) over the caller's strided tensors, and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator, in
+ * deterministic mode the dQ semaphores, and a persistent kernel's work counter) and can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
 import type { BackwardResult } from '../backend.js';
@@ -30,6 +30,8 @@ export interface BackwardKernel {
   prepareRowsPerCta: number;
   /** The dQ conversion's CTA size (one CTA per 64 x 64 dQ tile). */
   convertThreads: number;
+  /** The main kernel is persistent: one CTA per SM (at most one per item), items from a counter. */
+  persistent: boolean;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
@@ -52,6 +54,7 @@ export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim
       prepareThreads: module.readGlobalInt32('flash3_bwd_prepare_threads'),
       prepareRowsPerCta: module.readGlobalInt32('flash3_bwd_prepare_rows_per_cta'),
       convertThreads: module.readGlobalInt32('flash3_bwd_convert_threads'),
+      persistent: module.readGlobalInt32('flash3_bwd_persistent') === 1,
     };
     kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(key, kernel);
@@ -115,6 +118,9 @@ export function planBackward(
   // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh), one semaphore each.
   const dqTiles = (rows * headDim) / 4096;
   const semaphores = deterministic ? dqTiles : 0;
+  // The pre-pass zeroes the semaphores and, after them, a persistent kernel's work counter.
+  const counters = semaphores + (kernel.persistent ? 1 : 0);
+  const numItems = numNBlocks * headsKv * batch;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
   // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
   // safe when a group fits the GPU at once (one CTA per SM): a head's key blocks rotate in as few
@@ -127,11 +133,13 @@ export function planBackward(
   const arrivalOrder = deterministic && !unmasked;
 
   const rowBytes = rows * 4;
-  const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + semaphores * 4);
+  const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + counters * 4);
   const lseLog2 = workspace.ptr;
   const dpsum = lseLog2 + BigInt(rowBytes);
   const dqAccum = dpsum + BigInt(rowBytes);
-  const dqSemaphore = deterministic ? dqAccum + BigInt(rows * headDim * 4) : 0n;
+  const countersPtr = dqAccum + BigInt(rows * headDim * 4);
+  const dqSemaphore = deterministic ? countersPtr : 0n;
+  const workCounter = kernel.persistent ? countersPtr + BigInt(semaphores * 4) : 0n;
 
   const params = packBwdParams({
     tmQ: tensorMap(ctx, t.q, 64),
@@ -157,8 +165,12 @@ export function planBackward(
     numNBlocks,
     rotateGroup,
     arrivalOrder,
+    workCounter,
+    numItems,
   });
-  const grid: [number, number, number] = [numNBlocks, headsKv, batch];
+  const grid: [number, number, number] = kernel.persistent
+    ? [Math.min(numItems, ctx.multiprocessorCount), 1, 1]
+    : [numNBlocks, headsKv, batch];
   const prepareArgs: KernelArg[] = [
     { kind: 'ptr', value: t.out.devicePointer },
     stridesArg(t.out.strides[0], t.out.strides[1], t.out.strides[2]),
@@ -169,8 +181,8 @@ export function planBackward(
     { kind: 'ptr', value: lseLog2 },
     { kind: 'ptr', value: dpsum },
     { kind: 'ptr', value: dqAccum },
-    { kind: 'ptr', value: dqSemaphore },
-    { kind: 'i32', value: semaphores },
+    { kind: 'ptr', value: counters > 0 ? countersPtr : 0n },
+    { kind: 'i32', value: counters },
     { kind: 'i32', value: headsQ },
     { kind: 'i32', value: seqlenQ },
     { kind: 'i32', value: padded },

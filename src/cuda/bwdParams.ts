@@ -35,11 +35,15 @@ export interface BwdParams {
   /** Deterministic and masked: dQ tiles take key blocks in descending order. */
   arrivalOrder: boolean;
   softcap: Softcap;
+  /** Persistent builds: the counter the CTAs take items from (zeroed by the pre-pass), else 0n. */
+  workCounter: bigint;
+  /** Key blocks x kv heads x batch. */
+  numItems: number;
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
   return packParamBlock(BWD_PARAMS_BYTES, [p.tmQ, p.tmK, p.tmV, p.tmDout, p.tmDk, p.tmDv], {
-    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqSemaphore]],
+    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqSemaphore], [864, p.workCounter]],
     i32: [
       [800, p.seqlenQ],
       [804, p.seqlenK],
@@ -51,6 +55,7 @@ export function packBwdParams(p: BwdParams): Uint8Array {
       [836, p.numNBlocks],
       [840, p.rotateGroup],
       [844, p.arrivalOrder ? 1 : 0],
+      [872, p.numItems],
     ],
     f32: [[824, p.scaleLog2], [828, p.softmaxScale], [848, p.softcap.scale], [852, p.softcap.log2], [856, p.softcap.invLog2]],
   });
