@@ -264,9 +264,9 @@ struct BwdKernel {
   }
 
   // Run by one thread, or by a whole warp of which the `leader` lane issues. Persistent, the next
-  // item is taken from the counter as soon as this one's K and V are on their way, its K and V load
-  // once the consumers are done with this item's (kv_empty), under this item's epilogue, and its
-  // Q and dO as soon as stages free up.
+  // item is taken from the counter once this one's loads are issued, its K and V load once the
+  // consumers are done with this item's (kv_empty), under this item's epilogue, and its Q and dO
+  // as soon as stages free up.
   __device__ static void produce(const BwdParams& p, const Smem& smem, bool leader) {
     PipelineState<Stages> ring;
     int item = blockIdx.x;
@@ -287,10 +287,11 @@ struct BwdKernel {
         load_query_blocks(p, smem, b, ring, leader);
         return;
       }
-      const int next = publish_next_item(p, smem, leader, n);
       // Split columns stage dK and dV in the Q/dO stages: the last item's epilogue must be done with them.
       if (kSplitColumns && n > 0) ptx::mbarrier_wait(smem.staging_free(), (n - 1) & 1);
       load_query_blocks(p, smem, b, ring, leader);
+      // The counter's round trip runs under the item's last steps.
+      const int next = publish_next_item(p, smem, leader, n);
       ptx::mbarrier_wait(smem.kv_empty(), n & 1);
       if (next >= p.num_items) return;
       item = next;
