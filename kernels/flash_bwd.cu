@@ -4,8 +4,9 @@
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
 // -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap),
 // -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det). FLASH3_BWD_PERSISTENT=1
-// builds the persistent main kernel (BwdKernel's Persistent) in the default mode, a tuning build until
-// it is measured; its deterministic twin stays non-persistent.
+// builds the persistent main kernel (BwdKernel's Persistent) in the default mode, a tuning build (+3-4%
+// at the short points, docs/perf-log.md session 24) until the GPU tests run with it; its deterministic
+// twin stays non-persistent.
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -49,7 +50,7 @@ __device__ __attribute__((used)) const int flash3_bwd_smem_bytes = Kernel::kSmem
 __device__ __attribute__((used)) const int flash3_bwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_bwd_block_n = Kernel::kBlockN;
 // 1: launch one CTA per SM (at most one per item), which take the items from p.work_counter.
-__device__ __attribute__((used)) const int flash3_bwd_persistent = FLASH3_BWD_PERSISTENT != 0 && FLASH3_DETERMINISTIC == 0;
+__device__ __attribute__((used)) const int flash3_bwd_persistent = Kernel::kPersistent;
 __device__ __attribute__((used)) const int flash3_bwd_prepare_threads = flash3::kPrepareThreads;
 __device__ __attribute__((used)) const int flash3_bwd_prepare_rows_per_cta = flash3::kPrepareRowsPerCta<FLASH3_HEADDIM>;
 __device__ __attribute__((used)) const int flash3_bwd_convert_threads = flash3::kConvertThreads;

@@ -113,6 +113,7 @@ struct BwdKernel {
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(ConsumerWGs <= 3, "a turn keeper per consumer warpgroup among the producer's warps 1-3");
   static_assert(!(Persistent && Deterministic), "the persistent schedule is the default mode's");
+  static constexpr bool kPersistent = Persistent;  // exported to the host (flash3_bwd_persistent)
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
@@ -585,7 +586,6 @@ struct BwdKernel {
     }
     if (Deterministic && tid == 0) request_turn(smem, wg, -1, 0);  // releases the keeper
   }
-
 
   // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared
   // memory) the dQ pieces of this warpgroup, each waited for before it is reduced.

@@ -26,8 +26,9 @@ union Vec8 {
 // that out's and dout's rows are 16-byte aligned), so a warp covers 32 / (HeadDim / 8) rows:
 // D = rowsum(dO * O), the lse in log2 units (+inf where the row saw no key, or is padding, so that
 // P = exp2(s - lse) = 0 there), and the row's share (HeadDim floats) of the dQ accumulator and of the
-// counters (the deterministic mode's semaphores, then a persistent main kernel's work counter) zeroed. The host launches ceil(rows / kPrepareRowsPerCta<HeadDim>)
-// CTAs of kPrepareThreads, both read from the cubin.
+// counters (the deterministic mode's semaphores, then a persistent main kernel's work counter)
+// zeroed. The host launches ceil(rows / kPrepareRowsPerCta<HeadDim>) CTAs of kPrepareThreads, both
+// read from the cubin.
 constexpr int kPrepareThreads = 256;
 template <int HeadDim>
 constexpr int kPrepareRowsPerCta = kPrepareThreads / 32 * (32 / (HeadDim / 8));
