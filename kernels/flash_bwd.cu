@@ -3,10 +3,9 @@
 // dQ conversion. The host reads the launch shape from the exported constants. FLASH3_BWD_SCHEDULE,
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
 // -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap),
-// -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det). FLASH3_BWD_PERSISTENT=1
-// builds the persistent main kernel (BwdKernel's Persistent) in the default mode, a tuning build (+3-4%
-// at the short points, docs/perf-log.md session 24) until the GPU tests run with it; its deterministic
-// twin stays non-persistent.
+// -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det). FLASH3_BWD_PERSISTENT
+// (the table's kPersistent) picks the persistent main kernel for the default mode; the deterministic
+// twin is always per item.
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -38,7 +37,7 @@ using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
 #define FLASH3_DETERMINISTIC 0
 #endif
 #ifndef FLASH3_BWD_PERSISTENT
-#define FLASH3_BWD_PERSISTENT 0
+#define FLASH3_BWD_PERSISTENT Config::kPersistent
 #endif
 using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, FLASH3_BWD_STAGES,
                                  FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_SOFTCAP != 0,

@@ -12,6 +12,10 @@ struct BwdTileConfig;
 // through mbarriers with dQ a step late; 2 that with GEMM turns. Session 5, H100, bf16, TFLOPS at
 // 2k / 16k full, 2k / 16k causal, two interleaved rounds against the session-4 build (before the
 // shared-memory accesses became LDS/STS/STSM, which then added 2-8% at every head dim).
+// kPersistent (default mode; the deterministic twin stays per item, its producer warp spills): one
+// CTA per SM, the next item's K/V loaded under the last item's epilogue. Session 24, H100, 3
+// rounds: d=64 512 full 271 -> 281, 1k causal 252 -> 259, 4k full 404 -> 418, 2k full equal;
+// d=128 512 causal equal, 16k full 532 -> 540; d=256 512 full 244 -> 254.
 
 // K 16 + V 16 + 2 x (Q 8 + dO 8) + dS 2 x 16 KiB. One dQ piece a step, so in order only (the
 // handoff needs one per warpgroup). Overlap: 327 / 381-386 / 268-270 / 380-382 vs 312 / 365-366 /
@@ -26,6 +30,7 @@ struct BwdTileConfig<64> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = true;
+  static constexpr bool kPersistent = true;
 };
 
 // K 32 + V 32 + 2 x (Q 16 + dO 16) + dS 3 x 16 KiB = 176 KiB (the measurements before session 8
@@ -43,6 +48,7 @@ struct BwdTileConfig<128> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 2;
   static constexpr bool kOverlapGrads = true;
+  static constexpr bool kPersistent = true;
 };
 
 // Block N 64: K 32 + V 32 + 2 x (Q 32 + dO 32) + dS 2 x 8 KiB = 208 KiB; two warpgroups along the
@@ -55,6 +61,7 @@ struct BwdTileConfig<256> {
   static constexpr int kStages = 2;
   static constexpr int kSchedule = 0;
   static constexpr bool kOverlapGrads = false;
+  static constexpr bool kPersistent = true;
 };
 
 }  // namespace flash3
