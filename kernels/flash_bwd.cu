@@ -4,8 +4,10 @@
 // FLASH3_BWD_OVERLAP and FLASH3_BWD_STAGES override the tile table for tuning builds;
 // -DFLASH3_SOFTCAP=1 builds the soft-capping backward (flash_bwd_<type>_hd<d>_softcap),
 // -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det). FLASH3_BWD_PERSISTENT
-// (the table's kPersistent) picks the persistent main kernel for the default mode; the deterministic
-// twin is always per item.
+// (the table's kPersistent) picks the persistent main kernel for the default mode;
+// FLASH3_BWD_CONVERT_DQ=1 has it write dQ itself, without the conversion pass: a tuning build
+// (convdq), measured 9-37% slower in session 25 (docs/perf-log.md); its d=64 softcap build spills
+// 4 B. The deterministic twin is always per item and keeps the conversion pass.
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"
@@ -39,9 +41,13 @@ using Config = flash3::BwdTileConfig<FLASH3_HEADDIM>;
 #ifndef FLASH3_BWD_PERSISTENT
 #define FLASH3_BWD_PERSISTENT Config::kPersistent
 #endif
+#ifndef FLASH3_BWD_CONVERT_DQ
+#define FLASH3_BWD_CONVERT_DQ 0
+#endif
 using Kernel = flash3::BwdKernel<Element, FLASH3_HEADDIM, Config::kConsumerWarpgroups, FLASH3_BWD_STAGES,
                                  FLASH3_BWD_SCHEDULE, FLASH3_BWD_OVERLAP != 0, FLASH3_SOFTCAP != 0,
-                                 FLASH3_DETERMINISTIC != 0, FLASH3_BWD_PERSISTENT != 0 && FLASH3_DETERMINISTIC == 0>;
+                                 FLASH3_DETERMINISTIC != 0, FLASH3_BWD_PERSISTENT != 0 && FLASH3_DETERMINISTIC == 0,
+                                 FLASH3_BWD_CONVERT_DQ != 0 && FLASH3_DETERMINISTIC == 0>;
 
 extern "C" {
 __device__ __attribute__((used)) const int flash3_bwd_threads = Kernel::kThreads;
@@ -50,6 +56,8 @@ __device__ __attribute__((used)) const int flash3_bwd_block_m = Kernel::kBlockM;
 __device__ __attribute__((used)) const int flash3_bwd_block_n = Kernel::kBlockN;
 // 1: launch one CTA per SM (at most one per item), which take the items from p.work_counter.
 __device__ __attribute__((used)) const int flash3_bwd_persistent = Kernel::kPersistent;
+// 1: the main kernel writes dQ itself (no conversion pass) and leaves the accumulator zeroed.
+__device__ __attribute__((used)) const int flash3_bwd_converts_dq = Kernel::kConvertsDq;
 __device__ __attribute__((used)) const int flash3_bwd_prepare_threads = flash3::kPrepareThreads;
 __device__ __attribute__((used)) const int flash3_bwd_prepare_rows_per_cta = flash3::kPrepareRowsPerCta<FLASH3_HEADDIM>;
 __device__ __attribute__((used)) const int flash3_bwd_convert_threads = flash3::kConvertThreads;
@@ -61,10 +69,12 @@ __global__ void __launch_bounds__(Kernel::kThreads, 1) flash3_bwd(const __grid_c
 __global__ void __launch_bounds__(flash3::kPrepareThreads) flash3_bwd_prepare(const Element* out, flash3::Strides so, const Element* dout,
                                                           flash3::Strides sdo, const float* lse, flash3::Strides slse,
                                                           float* lse_log2, float* dpsum, float* dq_accum,
-                                                          int* semaphores, int semaphore_count, int heads, int seqlen_q,
+                                                          Element* dq, int* counters, int counter_tiles,
+                                                          int counter_count, int heads, flash3::MaskShape mask,
                                                           int padded, int rows) {
-  flash3::prepare_rows<Element, FLASH3_HEADDIM>(out, so, dout, sdo, lse, slse, lse_log2, dpsum, dq_accum, semaphores,
-                                                semaphore_count, heads, seqlen_q, padded, rows);
+  flash3::prepare_rows<Element, FLASH3_HEADDIM, Kernel::kBlockN, Kernel::kConvertsDq>(
+      out, so, dout, sdo, lse, slse, lse_log2, dpsum, dq_accum, dq, counters, counter_tiles, counter_count, heads, mask,
+      padded, rows);
 }
 
 __global__ void __launch_bounds__(flash3::kConvertThreads) flash3_bwd_convert_dq(const float* dq_accum, Element* dq,

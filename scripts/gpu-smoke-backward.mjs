@@ -11,6 +11,7 @@ const cases = [
   { b: 2, sq: 130, sk: 130, hq: 2, hkv: 1, d: 128, causal: false, dtype: 'float16', deterministic: true },
   { b: 1, sq: 97, sk: 250, hq: 2, hkv: 2, d: 256, causal: true, dtype: 'bfloat16', deterministic: true },
   { b: 1, sq: 150, sk: 200, hq: 2, hkv: 1, d: 128, causal: true, dtype: 'bfloat16', deterministic: false, softcap: 2 },
+  { b: 1, sq: 140, sk: 190, hq: 2, hkv: 1, d: 256, causal: false, dtype: 'float16', deterministic: false },
 ];
 let failed = 0;
 for (const [i, c] of cases.entries()) {

@@ -5,7 +5,9 @@
 // already in the A-operand layout of dV += P^T dO and dK += dS^T Q. dS^T also goes to shared
 // memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is added from registers
 // into a float32 buffer in global memory by red.add (in deterministic mode in a fixed order of key
-// blocks per tile, kept by a semaphore per tile, whose turns warpgroup 0's other warps keep).
+// blocks per tile, kept by a semaphore per tile, whose turns warpgroup 0's other warps keep). A
+// tuning build converts dQ itself: warpgroup 0's second warp counts each tile's contributions in,
+// and its third converts each tile once the last is in (see keep_counts).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -34,9 +36,11 @@ namespace flash3 {
 // keep_turns), also a build of its own (its turn keepers made the default mode 3-8% slower at d=128);
 // `Persistent`: one CTA per SM takes the (key block, kv head, batch) items in turn from a counter
 // (see produce), and loads each item's K and V while the consumers still run the last one's epilogue;
-// default mode only (deterministic, its producer warp spilled 4-28 B in its 24 registers).
+// default mode only (deterministic, its producer warp spilled 4-28 B in its 24 registers);
+// `ConvertsDq`: the kernel writes dQ itself, where the default mode's builds ran a conversion pass
+// after it (see keep_counts; deterministic mode keeps the pass, its keepers keep turns).
 template <typename T, int HeadDim, int ConsumerWGs, int Stages, int Schedule, bool OverlapGrads, bool Softcap,
-          bool Deterministic, bool Persistent = false>
+          bool Deterministic, bool Persistent = false, bool ConvertsDq = false>
 struct BwdKernel {
   static constexpr int kBlockM = 64;                 // query rows per step
   static constexpr int kChunk = HeadDim < 128 ? HeadDim : 128;  // dK/dV/dQ columns per pass
@@ -95,10 +99,21 @@ struct BwdKernel {
   // producer has written the next item into the item slot) and, where the dK/dV staging lies in the
   // Q/dO stages (split columns), staging_free (the item's epilogue has stored it).
   static constexpr int kItemBarriers = Persistent ? 3 : 0;
-  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers + kItemBarriers;
+  // Builds that convert dQ (the producer warpgroup's warps 1 and 2 are idle in the default mode):
+  // a ring of kConvertSlots slots from the consumers to the keeper, each with a posted mbarrier
+  // (the consumers' adds of an item are issued; the slot names the item) and a taken one (the
+  // keeper has read the slot); a ring of kTileSlots from the keeper to the converter, with a full
+  // and an empty mbarrier each (the slot names a tile to convert); and a 16 KiB buffer through
+  // which the converter reads a dQ tile.
+  static constexpr int kConvertSlots = 2;
+  static constexpr int kTileSlots = 8;
+  static constexpr int kConvertBarriers = ConvertsDq ? 2 * (kConvertSlots + kTileSlots) : 0;
+  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers + kItemBarriers + kConvertBarriers;
   static constexpr int kOffTurnSlots = kOffBarriers + 8 * kBarriers;
   static constexpr int kOffItemSlot = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0);
-  static constexpr int kSmemBytes = kOffItemSlot + (Persistent ? 8 : 0) + 1024;
+  static constexpr int kOffConvertSlots = kOffItemSlot + (Persistent ? 8 : 0);
+  static constexpr int kOffConvertStaging = (kOffConvertSlots + 4 * (kConvertSlots + kTileSlots) + 127) / 128 * 128;
+  static constexpr int kSmemBytes = (ConvertsDq ? kOffConvertStaging + kDqTileBytes : kOffConvertSlots) + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
   // opens its GEMM turn (kTurns).
@@ -113,7 +128,9 @@ struct BwdKernel {
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(ConsumerWGs <= 3, "a turn keeper per consumer warpgroup among the producer's warps 1-3");
   static_assert(!(Persistent && Deterministic), "the persistent schedule is the default mode's");
+  static_assert(!(ConvertsDq && Deterministic), "the deterministic mode's keepers keep turns");
   static constexpr bool kPersistent = Persistent;  // exported to the host (flash3_bwd_persistent)
+  static constexpr bool kConvertsDq = ConvertsDq;  // exported (flash3_bwd_converts_dq)
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
@@ -150,6 +167,13 @@ struct BwdKernel {
     __device__ uint32_t item_full() const { return kv_empty() + 8; }
     __device__ uint32_t staging_free() const { return kv_empty() + 16; }
     __device__ uint32_t item_slot() const { return base + kOffItemSlot; }
+    __device__ uint32_t posted(int r) const { return kv_empty() + 8 * (kItemBarriers + r); }
+    __device__ uint32_t taken(int r) const { return posted(r) + 8 * kConvertSlots; }
+    __device__ uint32_t convert_slot(int r) const { return base + kOffConvertSlots + 4 * r; }
+    __device__ uint32_t tile_full(int q) const { return taken(0) + 8 * (kConvertSlots + q); }
+    __device__ uint32_t tile_empty(int q) const { return tile_full(q) + 8 * kTileSlots; }
+    __device__ uint32_t tile_slot(int q) const { return convert_slot(kConvertSlots + q); }
+    __device__ uint32_t convert_staging() const { return base + kOffConvertStaging; }
   };
 
   struct Block {
@@ -248,14 +272,28 @@ struct BwdKernel {
         ptx::mbarrier_init(smem.item_full(), 1);
         ptx::mbarrier_init(smem.staging_free(), 128 * ConsumerWGs);
       }
+      for (int r = 0; r < (ConvertsDq ? kConvertSlots : 0); ++r) {
+        ptx::mbarrier_init(smem.posted(r), kConsumerThreads);
+        ptx::mbarrier_init(smem.taken(r), 1);
+      }
+      for (int q = 0; q < (ConvertsDq ? kTileSlots : 0); ++q) {
+        ptx::mbarrier_init(smem.tile_full(q), 1);
+        ptx::mbarrier_init(smem.tile_empty(q), 1);
+      }
       ptx::fence_barrier_init();
     }
     __syncthreads();
-    if constexpr (Deterministic) {
+    if constexpr (Deterministic || ConvertsDq) {
       ptx::split_roles_by_warp<kProducerRegs, kConsumerRegs>(
           [&](int warp) {
-            if (warp == 0) produce(p, smem, ptx::elect_one());
-            else if (warp <= ConsumerWGs) keep_turns(p, smem, warp - 1);
+            if (warp == 0) {
+              produce(p, smem, ptx::elect_one());
+            } else if constexpr (Deterministic) {
+              if (warp <= ConsumerWGs) keep_turns(p, smem, warp - 1);
+            } else {
+              if (warp == 1) keep_counts(p, smem);
+              else if (warp == 2) convert_tiles(p, smem);
+            }
           },
           [&](int wg) { consume(p, smem, smem_ptr, wg); });
     } else {
@@ -323,6 +361,9 @@ struct BwdKernel {
       for (int g = 0; g < p.group_size; ++g) {
         const int head = b.head_kv * p.group_size + g;
         const size_t row_base = (size_t(b.batch) * p.heads_q + head) * padded;
+        // Where the loader shares the producer warpgroup's 24 registers with the dQ keepers, unrolled
+        // it spilled 24-48 B; 4 is what the compiler picks for the other builds.
+#pragma unroll(ConvertsDq ? 1 : 4)
         for (int t = 0; t < steps; ++t) {
           const int m = visit(b, t, p);
           ptx::mbarrier_wait(smem.empty(ring.index), ring.phase ^ 1);
@@ -542,7 +583,7 @@ struct BwdKernel {
       turn.x = __shfl_sync(0xffffffffu, turn.x, leader_lane);
       turn.y = __shfl_sync(0xffffffffu, turn.y, leader_lane);
       if (turn.x < 0) return;  // the warpgroup is done
-      int* semaphore = p.dq_semaphore + turn.x;
+      int* semaphore = p.dq_counters + turn.x;
       while (ptx::load_acquire(semaphore) != turn.y) {  // (a 200 ns or 1 us sleep per poll: equal)
       }
       if (leader) ptx::mbarrier_arrive(smem.turn_ready(wg));
@@ -551,13 +592,133 @@ struct BwdKernel {
     }
   }
 
+  // Builds that convert dQ. Once an item's adds are all issued, every consumer thread arrives on
+  // the next slot's posted barrier (thread 0 has written the item there; -1 ends the keeper), once
+  // the keeper has taken the slot's previous post: all wait, since an arrival for a phase ahead of
+  // the keeper's wait would make the parity ambiguous.
+  __device__ static void post_item(const Smem& smem, int item, uint32_t& posts, int consumer_tid) {
+    const int r = posts % kConvertSlots;
+    ptx::mbarrier_wait(smem.taken(r), ((posts / kConvertSlots) & 1) ^ 1);
+    if (consumer_tid == 0) ptx::st_shared_s32(smem.convert_slot(r), item);
+    ptx::mbarrier_arrive(smem.posted(r));
+    ++posts;
+  }
+
+  // The dQ keeper: for each posted item it counts the item's contribution to each of its dQ tiles
+  // in, a decrement of the tile's counter (set by the pre-pass to the number of key blocks that
+  // visit the tile), one tile per lane and all in flight at once, after a gpu-scope release fence
+  // (the consumers' arrivals order their adds before it). A lane that takes a counter to zero has
+  // the last contribution: after an acquire fence the tile, whose sum of every key block's adds is
+  // then in L2, goes to the converter. Counting per item rather than per step: a counter's round
+  // trip per step (with its fences) made the consumers wait for the keeper (3x slower at 512).
+  __device__ static void keep_counts(const BwdParams& p, const Smem& smem) {
+    const int lane = threadIdx.x % 32;
+    uint32_t handed = 0;
+    for (uint32_t k = 0;; ++k) {
+      const int r = k % kConvertSlots;
+      const int item = take_slot(smem.posted(r), smem.taken(r), smem.convert_slot(r), (k / kConvertSlots) & 1, lane);
+      if (item < 0) break;
+      const Block b = this_block(p, item);
+      const int steps = max(0, b.range.m_max - b.range.m_min);
+      const int tiles = steps * p.group_size * kPanels;
+      // Tile i of the item: panel i % kPanels of query block m_min + i / kPanels % steps of the
+      // GQA group's head i / kPanels / steps, whose tiles follow each other (dq_tile).
+      const int first_tile = (dq_head_tiles(p, b, 0) + b.range.m_min) * kPanels;
+      const int head_gap = (p.num_m_blocks - steps) * kPanels;
+      ptx::fence_acq_rel_gpu();
+#pragma unroll 1
+      for (int first = 0; first < tiles; first += 32) {
+        const int i = first + lane;
+        int tile = -1;
+        if (i < tiles) {
+          tile = first_tile + i + i / (steps * kPanels) * head_gap;
+          if (ptx::fetch_add_relaxed(p.dq_counters + tile, -1) != 1) tile = -1;
+        }
+        uint32_t last = __ballot_sync(0xffffffffu, tile >= 0);
+        if (last) ptx::fence_acq_rel_gpu();
+        for (; last; last &= last - 1) hand_tile(smem, __shfl_sync(0xffffffffu, tile, __ffs(last) - 1), handed, lane);
+      }
+    }
+    hand_tile(smem, -1, handed, lane);
+  }
+  __device__ static void hand_tile(const Smem& smem, int tile, uint32_t& handed, int lane) {
+    const int q = handed % kTileSlots;
+    ptx::mbarrier_wait(smem.tile_empty(q), ((handed / kTileSlots) & 1) ^ 1);
+    if (lane == 0) {
+      ptx::st_shared_s32(smem.tile_slot(q), tile);
+      ptx::mbarrier_arrive(smem.tile_full(q));
+    }
+    ++handed;
+  }
+
+  // A warp takes the value in a ring's slot once `full` completes the phase of `parity`, and hands
+  // the slot back on `emptied`. Lane 0 alone reads it (an arrival releases only the arriving
+  // thread's reads) and passes it on.
+  __device__ static int take_slot(uint32_t full, uint32_t emptied, uint32_t slot, uint32_t parity, int lane) {
+    ptx::mbarrier_wait_sleeping(full, parity);
+    int value = 0;
+    if (lane == 0) {
+      value = ptx::ld_shared_s32(slot);
+      ptx::mbarrier_arrive(emptied);
+    }
+    return __shfl_sync(0xffffffffu, value, 0);
+  }
+
+  // The converter: each tile the keeper hands over, converted (tile -1 ends it).
+  __device__ static void convert_tiles(const BwdParams& p, const Smem& smem) {
+    const int lane = threadIdx.x % 32;
+    for (uint32_t c = 0;; ++c) {
+      const int q = c % kTileSlots;
+      const int tile = take_slot(smem.tile_full(q), smem.tile_empty(q), smem.tile_slot(q), (c / kTileSlots) & 1, lane);
+      if (tile < 0) return;
+      convert_tile(p, smem, tile, lane);
+    }
+  }
+
+  // One 64 x 64 dQ tile from the accumulator (in add_dq's order: consumer thread t's float4 g is
+  // rows R and R + 8, columns 8g + 2(t % 4) and the next, R = 16(t / 32) + (t % 32) / 4) to the
+  // contiguous (batch, seqlen_q, heads_q, head dim) dQ, scaled, by one warp. The warp's 24
+  // registers hold one 16-byte load in flight per lane, so the tile comes through shared memory by
+  // cp.async, all 16 KiB in flight at once (lane l copies and reads back float4s 32j + l, which
+  // are consumer thread 32k + l's number g for j = 4g + k).
+  __device__ static void convert_tile(const BwdParams& p, const Smem& smem, int tile, int lane) {
+    float4* src = reinterpret_cast<float4*>(p.dq_accum) + size_t(tile) * (kDqTileBytes / 16) + lane;
+    const uint32_t staged = smem.convert_staging() + 16 * lane;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) ptx::cp_async_l2_16(staged + 512 * j, src + 32 * j);
+    ptx::cp_async_wait_all();
+    const int panel = tile % kPanels;
+    const int m = tile / kPanels % p.num_m_blocks;
+    const int bh = tile / kPanels / p.num_m_blocks;
+    const int pitch = p.heads_q * HeadDim;
+    T* dst = static_cast<T*>(p.dq) + (size_t(bh / p.heads_q) * p.seqlen_q + m * kBlockM) * pitch +
+             (bh % p.heads_q) * HeadDim + panel * 64 + 2 * (lane % 4) + (lane / 4) * pitch;
+    const int rows = p.seqlen_q - m * kBlockM - lane / 4;
+    const float s = p.softmax_scale;
+#pragma unroll 1
+    for (int k = 0; k < 4; ++k, dst += 16 * pitch) {
+      const bool low = 16 * k < rows, high = 16 * k + 8 < rows;
+#pragma unroll
+      for (int g = 0; g < 8; ++g) {
+        const int j = 4 * g + k;
+        const float4 a = ptx::ld_shared_f32x4(staged + 512 * j);
+        src[32 * j] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (low) store_pair(dst + 8 * g, a.x * s, a.y * s);
+        if (high) store_pair(dst + 8 * pitch + 8 * g, a.z * s, a.w * s);
+      }
+    }
+  }
+  __device__ static void store_pair(T* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = pack2<T>(a, b); }
+
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;
     PipelineState<Stages> ring;
     int step = 0;  // over all passes and items: picks the dS buffer (and, in order, the dQ piece)
     uint32_t turn = 0;  // deterministic: parity of this warpgroup's next turn
+    uint32_t posts = 0;  // converting dQ: items posted to the keeper
     int item = blockIdx.x;
     for (uint32_t n = 0;; ++n) {
+      const int current = item;
       const Block b = this_block(p, item);
       const int steps = b.range.m_max - b.range.m_min;
       ptx::mbarrier_wait(smem.kv_full(), n & 1);
@@ -580,11 +741,14 @@ struct BwdKernel {
         }
         epilogue(p, b, smem, smem_ptr, dk, dv, cols, wg, tid);
       }
+      if constexpr (Persistent && kSplitColumns) ptx::mbarrier_arrive(smem.staging_free());
+      // After the epilogue, so that a keeper behind never holds up K and V's or the stages' reuse.
+      if constexpr (ConvertsDq) post_item(smem, current, posts, threadIdx.x - 128);
       if constexpr (!Persistent) break;
-      if constexpr (kSplitColumns) ptx::mbarrier_arrive(smem.staging_free());
       if (item >= p.num_items) break;
     }
     if (Deterministic && tid == 0) request_turn(smem, wg, -1, 0);  // releases the keeper
+    if constexpr (ConvertsDq) post_item(smem, -1, posts, threadIdx.x - 128);
   }
 
   // Each step in turn: S^T, dP^T, dV and dK, then (after both warpgroups' dS^T are in shared

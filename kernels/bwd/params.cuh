@@ -17,7 +17,8 @@ struct BwdParams {
   const float* dpsum;     // (batch, heads_q, seqlen_q_padded): D = rowsum(dO * O)
   float* dq_accum;        // unscaled dS K: (batch, heads_q, query block, 64-column panel) tiles of
                           // 64 x 64 floats in accumulator order (bwd/prepost.cuh undoes it)
-  int* dq_semaphore;      // one per dQ tile for the deterministic builds, else null
+  int* dq_counters;       // one per dQ tile: the deterministic builds' semaphores, the converting builds'
+                          // contributions still to come (bwd/kernel.cuh keep_counts), else null
   int seqlen_q;
   int seqlen_k;
   int heads_q;
@@ -39,16 +40,18 @@ struct BwdParams {
   // the pre-pass); num_items = key blocks x kv heads x batch.
   int* work_counter;
   int num_items;
+  void* dq;  // converting builds: the contiguous (batch, seqlen_q, heads_q, head dim) dQ, of the element type
 };
 
 static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
-static_assert(offsetof(BwdParams, dq_semaphore) == 792, "host layout");
+static_assert(offsetof(BwdParams, dq_counters) == 792, "host layout");
 static_assert(offsetof(BwdParams, seqlen_q) == 800, "host layout");
 static_assert(offsetof(BwdParams, scale_log2) == 824, "host layout");
 static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
 static_assert(offsetof(BwdParams, arrival_order) == 844, "host layout");
 static_assert(offsetof(BwdParams, softcap_scale) == 848, "host layout");
 static_assert(offsetof(BwdParams, work_counter) == 864 && offsetof(BwdParams, num_items) == 872, "host layout");
+static_assert(offsetof(BwdParams, dq) == 880, "host layout");
 static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
 
 }  // namespace flash3

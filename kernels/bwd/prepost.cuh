@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include "../fwd/fragments.cuh"
+#include "../fwd/mask.cuh"
 #include "../ptx/convert.cuh"
 
 namespace flash3 {
@@ -25,18 +26,32 @@ union Vec8 {
 // A row is read by HeadDim / 8 lanes, one 16-byte vector of O and one of dO each (the host checks
 // that out's and dout's rows are 16-byte aligned), so a warp covers 32 / (HeadDim / 8) rows:
 // D = rowsum(dO * O), the lse in log2 units (+inf where the row saw no key, or is padding, so that
-// P = exp2(s - lse) = 0 there), and the row's share (HeadDim floats) of the dQ accumulator and of the
-// counters (the deterministic mode's semaphores, then a persistent main kernel's work counter)
-// zeroed. The host launches ceil(rows / kPrepareRowsPerCta<HeadDim>) CTAs of kPrepareThreads, both
-// read from the cubin.
+// P = exp2(s - lse) = 0 there) and the row's counter: the first `counter_tiles` count the key
+// blocks that visit dQ tile `row` (a main kernel that converts dQ counts them down), the rest (the
+// deterministic mode's semaphores, a persistent main kernel's work counter) are zeroed. Where the
+// main kernel converts dQ (ConvertsDq) its accumulator stays zeroed between calls, and the rows
+// that no key block visits get their zero dQ here; otherwise the row's share (HeadDim floats) of
+// the accumulator is zeroed. The host launches ceil(rows / kPrepareRowsPerCta<HeadDim>) CTAs of
+// kPrepareThreads, both read from the cubin.
 constexpr int kPrepareThreads = 256;
 template <int HeadDim>
 constexpr int kPrepareRowsPerCta = kPrepareThreads / 32 * (32 / (HeadDim / 8));
 
-template <typename T, int HeadDim>
+struct MaskShape {
+  int seqlen_q, seqlen_k, window_left, window_right;
+};
+
+template <int BlockM, int BlockN>
+__device__ int visiting_key_blocks(int m_block, const MaskShape& s) {
+  const BlockRange keys = key_block_range<BlockM, BlockN>(m_block, s.seqlen_q, s.seqlen_k, s.window_left, s.window_right);
+  return max(0, keys.n_max - keys.n_min);
+}
+
+template <typename T, int HeadDim, int BlockN, bool ConvertsDq>
 __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sdo, const float* lse, Strides slse,
-                             float* lse_log2, float* dpsum, float* dq_accum, int* semaphores, int semaphore_count,
-                             int heads, int seqlen_q, int padded, int rows) {
+                             float* lse_log2, float* dpsum, float* dq_accum, T* dq, int* counters, int counter_tiles,
+                             int counter_count, int heads, MaskShape mask, int padded, int rows) {
+  const int seqlen_q = mask.seqlen_q;
   constexpr int kLanesPerRow = HeadDim / 8;
   constexpr int kRowsPerWarp = 32 / kLanesPerRow;
   const int lane = threadIdx.x % 32;
@@ -59,9 +74,14 @@ __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sd
 #pragma unroll
   for (int off = kLanesPerRow / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
   if (!live) return;
-  float4* acc = reinterpret_cast<float4*>(dq_accum + size_t(row) * HeadDim);
-  acc[part] = make_float4(0.f, 0.f, 0.f, 0.f);
-  acc[part + kLanesPerRow] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if constexpr (ConvertsDq) {
+    if (i < seqlen_q && visiting_key_blocks<64, BlockN>(i / 64, mask) == 0)
+      reinterpret_cast<uint4*>(dq + ((size_t(b) * seqlen_q + i) * heads + h) * HeadDim)[part] = uint4{0, 0, 0, 0};
+  } else {
+    float4* acc = reinterpret_cast<float4*>(dq_accum + size_t(row) * HeadDim);
+    acc[part] = make_float4(0.f, 0.f, 0.f, 0.f);
+    acc[part + kLanesPerRow] = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   if (part == 0) {
     float l = INFINITY;
     if (i < seqlen_q) {
@@ -70,7 +90,9 @@ __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sd
     }
     dpsum[row] = d;
     lse_log2[row] = l;
-    if (row < semaphore_count) semaphores[row] = 0;
+    // Tile `row` is (batch x head, query block, 64-column panel), panel fastest.
+    if (row < counter_count)
+      counters[row] = row < counter_tiles ? visiting_key_blocks<64, BlockN>(row / (HeadDim / 64) % (padded / 64), mask) : 0;
   }
 }
 

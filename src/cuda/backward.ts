@@ -1,7 +1,9 @@
 /**
- * The CUDA backward: plans the three launches of one gradient computation (pre-pass, main kernel,
- * dQ conversion) over the caller's strided tensors, and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D, the float32 dQ accumulator, in
- * deterministic mode the dQ semaphores, and a persistent kernel's work counter) and can be launched many times (benchmarks).
+ * The CUDA backward: plans the launches of one gradient computation (pre-pass, main kernel and,
+ * unless the main kernel converts dQ itself, the dQ conversion) over the caller's strided tensors,
+ * and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D,
+ * the float32 dQ accumulator, a counter per dQ tile in deterministic mode or where the main kernel
+ * converts dQ, and a persistent kernel's work counter) and can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
 import type { BackwardResult } from '../backend.js';
@@ -32,6 +34,11 @@ export interface BackwardKernel {
   convertThreads: number;
   /** The main kernel is persistent: one CTA per SM (at most one per item), items from a counter. */
   persistent: boolean;
+  /**
+   * The main kernel writes dQ itself (no conversion launch) and leaves the float32 accumulator
+   * zeroed for the next launch, so the plan zeroes it once, before its first launch.
+   */
+  convertsDq: boolean;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
@@ -55,6 +62,7 @@ export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim
       prepareRowsPerCta: module.readGlobalInt32('flash3_bwd_prepare_rows_per_cta'),
       convertThreads: module.readGlobalInt32('flash3_bwd_convert_threads'),
       persistent: module.readGlobalInt32('flash3_bwd_persistent') === 1,
+      convertsDq: module.readGlobalInt32('flash3_bwd_converts_dq') === 1,
     };
     kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(key, kernel);
@@ -76,7 +84,7 @@ export interface BackwardTensors {
 }
 
 export interface BackwardPlan {
-  /** Queues the three kernels on `stream` (default stream when omitted); does not wait. */
+  /** Queues the kernels on `stream` (default stream when omitted); does not wait. */
   launch(stream?: Stream): void;
   /** Frees the workspace; queued launches still complete. */
   dispose(): void;
@@ -115,11 +123,12 @@ export function planBackward(
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);
   const padded = numMBlocks * kernel.blockM;
   const rows = batch * headsQ * padded;
-  // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh), one semaphore each.
+  // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh). Deterministic mode
+  // keeps a semaphore per tile (zeroed by the pre-pass), a kernel that converts dQ a count of the
+  // contributions still to come (set by the pre-pass); a persistent kernel's work counter follows.
   const dqTiles = (rows * headDim) / 4096;
-  const semaphores = deterministic ? dqTiles : 0;
-  // The pre-pass zeroes the semaphores and, after them, a persistent kernel's work counter.
-  const counters = semaphores + (kernel.persistent ? 1 : 0);
+  const tileCounters = deterministic || kernel.convertsDq ? dqTiles : 0;
+  const counters = tileCounters + (kernel.persistent ? 1 : 0);
   const numItems = numNBlocks * headsKv * batch;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
   // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
@@ -138,8 +147,11 @@ export function planBackward(
   const dpsum = lseLog2 + BigInt(rowBytes);
   const dqAccum = dpsum + BigInt(rowBytes);
   const countersPtr = dqAccum + BigInt(rows * headDim * 4);
-  const dqSemaphore = deterministic ? countersPtr : 0n;
-  const workCounter = kernel.persistent ? countersPtr + BigInt(semaphores * 4) : 0n;
+  const dqCounters = tileCounters > 0 ? countersPtr : 0n;
+  const workCounter = kernel.persistent ? countersPtr + BigInt(tileCounters * 4) : 0n;
+  const mask = new Uint8Array(16);
+  const maskView = new DataView(mask.buffer);
+  [seqlenQ, seqlenK, opts.windowLeft, opts.windowRight].forEach((x, i) => maskView.setInt32(4 * i, x, true));
 
   const params = packBwdParams({
     tmQ: tensorMap(ctx, t.q, 64),
@@ -151,7 +163,7 @@ export function planBackward(
     lseLog2,
     dpsum,
     dqAccum,
-    dqSemaphore,
+    dqCounters,
     seqlenQ,
     seqlenK,
     headsQ,
@@ -167,6 +179,7 @@ export function planBackward(
     arrivalOrder,
     workCounter,
     numItems,
+    dq: kernel.convertsDq ? t.dq.devicePointer : 0n,
   });
   const grid: [number, number, number] = kernel.persistent
     ? [Math.min(numItems, ctx.multiprocessorCount), 1, 1]
@@ -181,10 +194,12 @@ export function planBackward(
     { kind: 'ptr', value: lseLog2 },
     { kind: 'ptr', value: dpsum },
     { kind: 'ptr', value: dqAccum },
+    { kind: 'ptr', value: t.dq.devicePointer },
     { kind: 'ptr', value: counters > 0 ? countersPtr : 0n },
+    { kind: 'i32', value: kernel.convertsDq ? dqTiles : 0 },
     { kind: 'i32', value: counters },
     { kind: 'i32', value: headsQ },
-    { kind: 'i32', value: seqlenQ },
+    { kind: 'bytes', value: mask, align: 4 },
     { kind: 'i32', value: padded },
     { kind: 'i32', value: rows },
   ];
@@ -197,18 +212,25 @@ export function planBackward(
     { kind: 'i32', value: padded },
   ];
   const prepareGrid: [number, number, number] = [Math.ceil(rows / kernel.prepareRowsPerCta), 1, 1];
+  let accumulatorZeroed = !kernel.convertsDq;
   return {
     grid,
     blockN: kernel.blockN,
     rotated: rotateGroup > 0,
     dispose: () => workspace.free(),
     launch(stream?: Stream) {
+      if (!accumulatorZeroed) {
+        ctx.memset8(dqAccum, 0, rows * headDim * 4, stream);
+        accumulatorZeroed = true;
+      }
       kernel.prepare.launch({ grid: prepareGrid, block: [kernel.prepareThreads, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);
       kernel.main.launch(
         { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
         [{ kind: 'bytes', value: params, align: BWD_PARAMS_ALIGN }],
       );
-      kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [kernel.convertThreads, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+      if (!kernel.convertsDq) {
+        kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [kernel.convertThreads, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+      }
     },
   };
 }

@@ -18,8 +18,8 @@ export interface BwdParams {
   lseLog2: bigint;
   dpsum: bigint;
   dqAccum: bigint;
-  /** 0n outside deterministic mode. */
-  dqSemaphore: bigint;
+  /** A counter per dQ tile: deterministic mode's semaphores, or a kernel that converts dQ's counts; else 0n. */
+  dqCounters: bigint;
   seqlenQ: number;
   seqlenK: number;
   headsQ: number;
@@ -39,11 +39,13 @@ export interface BwdParams {
   workCounter: bigint;
   /** Key blocks x kv heads x batch. */
   numItems: number;
+  /** Kernels that convert dQ: the contiguous dQ output, else 0n. */
+  dq: bigint;
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
   return packParamBlock(BWD_PARAMS_BYTES, [p.tmQ, p.tmK, p.tmV, p.tmDout, p.tmDk, p.tmDv], {
-    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqSemaphore], [864, p.workCounter]],
+    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqCounters], [864, p.workCounter], [880, p.dq]],
     i32: [
       [800, p.seqlenQ],
       [804, p.seqlenK],

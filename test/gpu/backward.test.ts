@@ -11,6 +11,7 @@ import type { ShapeCase } from '../support/cases.js';
 import { gpuSkip } from '../support/gpu.js';
 import { cpuProblemOf } from '../../src/cpu/backend.js';
 import { CudaContext } from '../../src/cuda/context.js';
+import { planBackward } from '../../src/cuda/backward.js';
 import { attentionBackwardCpu, type CpuGradients } from '../../src/cpu/backward.js';
 import type { DType } from '../../src/dtype.js';
 import { attention, attentionBackward, StrideError, Tensor, UnsupportedError } from '../../src/index.js';
@@ -169,6 +170,37 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
       const err = gradError(runs[0].values, run(false).values);
       assert.ok(err < 5e-3, `deterministic dq differs from the default mode's by ${err.toExponential(2)}`);
       for (const v of Object.values(x)) v.dispose();
+    });
+  }
+
+  // A plan launched again must start from a zero dQ accumulator (the pre-pass zeroes it, or a main
+  // kernel that converts dQ itself leaves it zeroed after the plan's first launch zeroed it): a
+  // tile left over would add into the next launch's dQ, one not written would keep the NaN poison.
+  for (const c of [
+    { b: 2, sq: 300, sk: 700, hq: 4, hkv: 2, d: 64, dtype: 'bfloat16', options: { causal: true } },
+    { b: 1, sq: 500, sk: 450, hq: 2, hkv: 1, d: 128, dtype: 'float16', options: {} },
+    { b: 1, sq: 260, sk: 600, hq: 2, hkv: 2, d: 256, dtype: 'bfloat16', options: { windowSize: [120, 30] } },
+  ] as Case[]) {
+    it(`one plan launched 3 times: each launch's dq accurate, ${label(c)}`, () => {
+      const host = makeInputs(c, (seed += 4));
+      const x = Object.fromEntries(Object.entries(host).map(([name, t]) => [name, t.cuda()])) as unknown as Inputs;
+      const ctx = CudaContext.get(0);
+      const grads = { dq: Tensor.empty(x.q.shape, c.dtype, 'cuda'), dk: Tensor.empty(x.k.shape, c.dtype, 'cuda'), dv: Tensor.empty(x.v.shape, c.dtype, 'cuda') };
+      const plan = planBackward(ctx, { ...x, ...grads }, validateAttentionInputs(x.q, x.k, x.v), resolveOptions(c.options, c.d), false);
+      const ref = cpuGradients(host, c, 'float64').dq;
+      const limit = 2 * gradError(cpuGradients(host, c, c.dtype).dq, ref) + 1e-6;
+      try {
+        for (let launch = 0; launch < 3; launch++) {
+          ctx.memset8(grads.dq.devicePointer, 0xff, grads.dq.numel * 2);
+          plan.launch();
+          ctx.synchronize();
+          const err = gradError(grads.dq.toFloat64Array(), ref);
+          assert.ok(err <= limit, `launch ${launch}: dq error ${err.toExponential(2)} > ${limit.toExponential(2)}`);
+        }
+      } finally {
+        plan.dispose();
+      }
+      for (const t of [...Object.values(host), ...Object.values(x), ...Object.values(grads)]) t.dispose();
     });
   }
 
