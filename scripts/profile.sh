@@ -5,6 +5,8 @@
 #   DTYPE:VARIANT:HEADDIM:SEQLEN:MASK       flash3's forward (a tuning build by name, or default)
 #   bwd:DTYPE:HEADDIM:SEQLEN:MASK           flash3's backward main kernel (default mode)
 #   bwd-det:DTYPE:HEADDIM:SEQLEN:MASK       the same in deterministic mode
+#   bwd-build:DTYPE:VARIANT:HEADDIM:SEQLEN:MASK  a backward tuning build's main kernel (default mode),
+#                                           through scripts/tune.mjs (build it with --extra-bwd)
 #   bwd-parts:DTYPE:HEADDIM:SEQLEN:MASK     the durations alone of a default-mode call's three kernels
 #                                           (pre-pass, main kernel, dQ conversion): what the fixed passes cost
 #   cudnn|flash:fwd|bwd:HEADDIM:SEQLEN:MASK  PyTorch SDPA's cuDNN or FA2 kernel, bf16, through bench/peers.py
@@ -44,7 +46,7 @@ print_durations() {
 }
 
 for spec in "$@"; do
-  IFS=: read -r a b c d e <<<"$spec"
+  IFS=: read -r a b c d e f <<<"$spec"
   name="ncu-${spec//:/-}"
   report="$out/$name.txt"
   keep=()
@@ -56,6 +58,10 @@ for spec in "$@"; do
       ncu --kernel-name regex:flash3_bwd --launch-skip 3 --launch-count 3 --metrics gpu__time_duration.sum "${bench[@]}" >"$report" 2>&1
       print_durations
       continue ;;
+    bwd-build:*)
+      # tune.mjs warms up 5 launches of the plan before timing; profile the first timed main kernel.
+      ncu --kernel-name flash3_bwd --launch-skip 5 --launch-count 1 "${sections[@]}" "${keep[@]}" \
+        node scripts/tune.mjs --backward --modes default --rounds 1 --dtype "$b" --variants "$c" --points "$d:$e:$f" >"$report" 2>&1 ;;
     bwd:* | bwd-det:*)
       # Each round of the bench runs the default mode (2 warm-up calls, then the timed one), then
       # the deterministic mode the same way: its timed call is the sixth launch.
