@@ -27,6 +27,7 @@
 #include "../ptx/wgmma.cuh"
 #include "mask.cuh"
 #include "params.cuh"
+#include "prepost.cuh"
 
 namespace flash3 {
 
@@ -687,13 +688,11 @@ struct BwdKernel {
 #pragma unroll
     for (int j = 0; j < 32; ++j) ptx::cp_async_l2_16(staged + 512 * j, src + 32 * j);
     ptx::cp_async_wait_all();
-    const int panel = tile % kPanels;
-    const int m = tile / kPanels % p.num_m_blocks;
-    const int bh = tile / kPanels / p.num_m_blocks;
+    const DqTile at = dq_tile_at(tile, kPanels, p.num_m_blocks, p.heads_q);
     const int pitch = p.heads_q * HeadDim;
-    T* dst = static_cast<T*>(p.dq) + (size_t(bh / p.heads_q) * p.seqlen_q + m * kBlockM) * pitch +
-             (bh % p.heads_q) * HeadDim + panel * 64 + 2 * (lane % 4) + (lane / 4) * pitch;
-    const int rows = p.seqlen_q - m * kBlockM - lane / 4;
+    T* dst = static_cast<T*>(p.dq) + (size_t(at.batch) * p.seqlen_q + at.m_block * kBlockM) * pitch +
+             at.head * HeadDim + at.panel * 64 + 2 * (lane % 4) + (lane / 4) * pitch;
+    const int rows = p.seqlen_q - at.m_block * kBlockM - lane / 4;
     const float s = p.softmax_scale;
 #pragma unroll 1
     for (int k = 0; k < 4; ++k, dst += 16 * pitch) {
@@ -708,7 +707,6 @@ struct BwdKernel {
       }
     }
   }
-  __device__ static void store_pair(T* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = pack2<T>(a, b); }
 
   __device__ static void consume(const BwdParams& p, const Smem& smem, uint8_t* smem_ptr, int wg) {
     const int tid = threadIdx.x % 128;

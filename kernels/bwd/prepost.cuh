@@ -16,6 +16,26 @@ struct Strides {
   long long batch, seq, head;  // in elements; the head dim is contiguous
 };
 
+// Where dQ tile `index` of the accumulator lies: tiles are (batch x head, query block, 64-column
+// panel), panel fastest (the main kernel's dq_tile). The index keeps its caller's type (blockIdx.x
+// is unsigned), so that each caller's division stays what it was.
+struct DqTile {
+  int panel, m_block, batch, head;
+};
+template <typename Index>
+__device__ __forceinline__ DqTile dq_tile_at(Index index, int panels, int m_blocks, int heads) {
+  const int panel = index % panels;
+  const int m_block = (index / panels) % m_blocks;
+  const int bh = index / (panels * m_blocks);
+  return {panel, m_block, bh / heads, bh % heads};
+}
+
+// Two floats as two 16-bit elements, one 4-byte store.
+template <typename T>
+__device__ __forceinline__ void store_pair(T* dst, float a, float b) {
+  *reinterpret_cast<uint32_t*>(dst) = pack2<T>(a, b);
+}
+
 // Eight 16-bit elements: one 16-byte load or store.
 template <typename T>
 union Vec8 {
@@ -90,9 +110,10 @@ __device__ void prepare_rows(const T* out, Strides so, const T* dout, Strides sd
     }
     dpsum[row] = d;
     lse_log2[row] = l;
-    // Tile `row` is (batch x head, query block, 64-column panel), panel fastest.
-    if (row < counter_count)
-      counters[row] = row < counter_tiles ? visiting_key_blocks<64, BlockN>(row / (HeadDim / 64) % (padded / 64), mask) : 0;
+    if (row < counter_count) {
+      counters[row] =
+          row < counter_tiles ? visiting_key_blocks<64, BlockN>(dq_tile_at(row, HeadDim / 64, padded / 64, heads).m_block, mask) : 0;
+    }
   }
 }
 
@@ -120,21 +141,18 @@ __device__ void convert_dq(const float* dq_accum, T* dq, float scale, int heads,
 #pragma unroll
   for (int g = 0; g < 8; ++g) {
     const int col = 8 * g + 2 * (t % 4);
-    *reinterpret_cast<uint32_t*>(tile + r0 * kPitch + col) = pack2<T>(f[g].x * scale, f[g].y * scale);
-    *reinterpret_cast<uint32_t*>(tile + (r0 + 8) * kPitch + col) = pack2<T>(f[g].z * scale, f[g].w * scale);
+    store_pair(tile + r0 * kPitch + col, f[g].x * scale, f[g].y * scale);
+    store_pair(tile + (r0 + 8) * kPitch + col, f[g].z * scale, f[g].w * scale);
   }
   __syncthreads();
-  const int panel = blockIdx.x % panels;
-  const int m_block = (blockIdx.x / panels) % m_blocks;
-  const int bh = blockIdx.x / (panels * m_blocks);
-  const int b = bh / heads, h = bh % heads;
+  const DqTile at = dq_tile_at(blockIdx.x, panels, m_blocks, heads);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const int chunk = t + kConvertThreads * j;  // 8 chunks of 8 elements per row
     const int row = chunk / 8;
-    const int i = m_block * 64 + row;
+    const int i = at.m_block * 64 + row;
     if (i < seqlen_q) {
-      T* dst = dq + ((size_t(b) * seqlen_q + i) * heads + h) * headdim + panel * 64 + (chunk % 8) * 8;
+      T* dst = dq + ((size_t(at.batch) * seqlen_q + i) * heads + at.head) * headdim + at.panel * 64 + (chunk % 8) * 8;
       *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(tile + row * kPitch + (chunk % 8) * 8);
     }
   }

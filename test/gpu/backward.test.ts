@@ -13,7 +13,7 @@ import { cpuProblemOf } from '../../src/cpu/backend.js';
 import { CudaContext } from '../../src/cuda/context.js';
 import { planBackward } from '../../src/cuda/backward.js';
 import { attentionBackwardCpu, type CpuGradients } from '../../src/cpu/backward.js';
-import type { DType } from '../../src/dtype.js';
+import { bytesPerElement, type DType } from '../../src/dtype.js';
 import { attention, attentionBackward, StrideError, Tensor, UnsupportedError } from '../../src/index.js';
 import { roundTo } from '../../src/numerics/convert.js';
 import { resolveOptions, type AttentionOptions } from '../../src/options.js';
@@ -191,7 +191,7 @@ describe('CUDA backward vs float64 CPU backward', { skip }, () => {
       const limit = 2 * gradError(cpuGradients(host, c, c.dtype).dq, ref) + 1e-6;
       try {
         for (let launch = 0; launch < 3; launch++) {
-          ctx.memset8(grads.dq.devicePointer, 0xff, grads.dq.numel * 2);
+          ctx.memset8(grads.dq.devicePointer, 0xff, grads.dq.numel * bytesPerElement(c.dtype));
           plan.launch();
           ctx.synchronize();
           const err = gradError(grads.dq.toFloat64Array(), ref);
