@@ -6,8 +6,11 @@
 // -DFLASH3_DETERMINISTIC=1 the deterministic mode's (..._det, ..._softcap_det). FLASH3_BWD_PERSISTENT
 // (the table's kPersistent) picks the persistent main kernel for the default mode;
 // FLASH3_BWD_CONVERT_DQ=1 has it write dQ itself, without the conversion pass: a tuning build
-// (convdq), measured 9-37% slower in session 25 (docs/perf-log.md); its d=64 softcap build spills
-// 4 B. The deterministic twin is always per item and keeps the conversion pass.
+// (convdq), measured 9-37% slower in session 25 (docs/perf-log.md) with each CTA converting its own
+// finished tiles, since session 26 converting them from a queue shared by all CTAs (not yet run;
+// its d=64 softcap build spills 4 B).
+// The deterministic twin is always per item and keeps the conversion pass. FLASH3_BWD_BISECT and
+// FLASH3_BWD_RELEASER: see bwd/kernel.cuh.
 #include "bwd/kernel.cuh"
 #include "bwd/prepost.cuh"
 #include "bwd/tile_config.cuh"

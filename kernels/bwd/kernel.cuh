@@ -6,8 +6,9 @@
 // memory, from where dQ = dS K reads it transposed; each 64 x 64 dQ tile is added from registers
 // into a float32 buffer in global memory by red.add (in deterministic mode in a fixed order of key
 // blocks per tile, kept by a semaphore per tile, whose turns warpgroup 0's other warps keep). A
-// tuning build converts dQ itself: warpgroup 0's second warp counts each tile's contributions in,
-// and its third converts each tile once the last is in (see keep_counts).
+// tuning build converts dQ itself: warpgroup 0's second warp counts each tile's contributions in
+// and queues the tiles whose last is in, and every CTA's third warp converts queued tiles (see
+// keep_counts).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -29,6 +30,19 @@
 #include "params.cuh"
 #include "prepost.cuh"
 
+// Timing-only tuning builds that take the dQ-converting build apart (session 26; delete with the
+// question of why it measured slower): FLASH3_BWD_BISECT=1 runs the default build's producer as a
+// whole warp (split_roles_by_warp), as the converting build must; with FLASH3_BWD_CONVERT_DQ=1, 2
+// leaves the keeper's counts out (no tile is converted: dQ is wrong) and 3 leaves the consumers'
+// posts out (the keeper and converter only wait).
+#ifndef FLASH3_BWD_BISECT
+#define FLASH3_BWD_BISECT 0
+#endif
+// FLASH3_BWD_RELEASER=1: the deterministic twin passes turns on from a releaser warp (see
+// post_release), a tuning build.
+#ifndef FLASH3_BWD_RELEASER
+#define FLASH3_BWD_RELEASER 0
+#endif
 namespace flash3 {
 
 // `Schedule`: see kHandoff below; `OverlapGrads`: see key_gradients; `Softcap`: soft-capped scores
@@ -103,18 +117,24 @@ struct BwdKernel {
   // Builds that convert dQ (the producer warpgroup's warps 1 and 2 are idle in the default mode):
   // a ring of kConvertSlots slots from the consumers to the keeper, each with a posted mbarrier
   // (the consumers' adds of an item are issued; the slot names the item) and a taken one (the
-  // keeper has read the slot); a ring of kTileSlots from the keeper to the converter, with a full
-  // and an empty mbarrier each (the slot names a tile to convert); and a 16 KiB buffer through
-  // which the converter reads a dQ tile.
+  // keeper has read the slot); keeper_done (the keeper has queued its last tile, see
+  // convert_tiles); and a 16 KiB buffer through which the converter reads a dQ tile.
   static constexpr int kConvertSlots = 2;
-  static constexpr int kTileSlots = 8;
-  static constexpr int kConvertBarriers = ConvertsDq ? 2 * (kConvertSlots + kTileSlots) : 0;
-  static constexpr int kBarriers = 1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers + kItemBarriers + kConvertBarriers;
+  static constexpr int kConvertBarriers = ConvertsDq ? 2 * kConvertSlots + 1 : 0;
+  // Deterministic builds with a releaser (warp 3): the keepers hand each finished turn's tile to it
+  // through a ring of kReleaseSlots (full and empty mbarriers, a slot each, and a claim counter,
+  // since both keepers post into it), so that its gpu-scope release fence is off their path.
+  static constexpr bool kReleaser = Deterministic && FLASH3_BWD_RELEASER != 0;
+  static constexpr int kReleaseSlots = kReleaser ? 4 : 0;
+  static constexpr int kBarriers =
+      1 + 2 * Stages + 2 * kDsBuffers + kTurnBarriers + kItemBarriers + kConvertBarriers + 2 * kReleaseSlots;
   static constexpr int kOffTurnSlots = kOffBarriers + 8 * kBarriers;
   static constexpr int kOffItemSlot = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0);
   static constexpr int kOffConvertSlots = kOffItemSlot + (Persistent ? 8 : 0);
-  static constexpr int kOffConvertStaging = (kOffConvertSlots + 4 * (kConvertSlots + kTileSlots) + 127) / 128 * 128;
-  static constexpr int kSmemBytes = (ConvertsDq ? kOffConvertStaging + kDqTileBytes : kOffConvertSlots) + 1024;
+  static constexpr int kOffConvertStaging = (kOffConvertSlots + 4 * kConvertSlots + 127) / 128 * 128;
+  static constexpr int kOffReleaseSlots = kOffConvertSlots + (ConvertsDq ? 4 * kConvertSlots : 0);
+  static constexpr int kSmemBytes =
+      (ConvertsDq ? kOffConvertStaging + kDqTileBytes : kOffReleaseSlots + 4 * (kReleaseSlots + 1)) + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
   // opens its GEMM turn (kTurns).
@@ -128,6 +148,7 @@ struct BwdKernel {
                 "the Q/dO stages must hold the dK/dV staging");
   static_assert(ConsumerWGs == 1 || kChunkPanels <= ConsumerWGs, "one dQ tile per warpgroup and step");
   static_assert(ConsumerWGs <= 3, "a turn keeper per consumer warpgroup among the producer's warps 1-3");
+  static_assert(!kReleaser || ConsumerWGs <= 2, "the releaser is the warp after the keepers");
   static_assert(!(Persistent && Deterministic), "the persistent schedule is the default mode's");
   static_assert(!(ConvertsDq && Deterministic), "the deterministic mode's keepers keep turns");
   static constexpr bool kPersistent = Persistent;  // exported to the host (flash3_bwd_persistent)
@@ -171,10 +192,12 @@ struct BwdKernel {
     __device__ uint32_t posted(int r) const { return kv_empty() + 8 * (kItemBarriers + r); }
     __device__ uint32_t taken(int r) const { return posted(r) + 8 * kConvertSlots; }
     __device__ uint32_t convert_slot(int r) const { return base + kOffConvertSlots + 4 * r; }
-    __device__ uint32_t tile_full(int q) const { return taken(0) + 8 * (kConvertSlots + q); }
-    __device__ uint32_t tile_empty(int q) const { return tile_full(q) + 8 * kTileSlots; }
-    __device__ uint32_t tile_slot(int q) const { return convert_slot(kConvertSlots + q); }
+    __device__ uint32_t keeper_done() const { return taken(0) + 8 * kConvertSlots; }
     __device__ uint32_t convert_staging() const { return base + kOffConvertStaging; }
+    __device__ uint32_t release_full(int r) const { return base + kOffBarriers + 8 * (kBarriers - 2 * kReleaseSlots + r); }
+    __device__ uint32_t release_empty(int r) const { return release_full(r) + 8 * kReleaseSlots; }
+    __device__ uint32_t release_slot(int r) const { return base + kOffReleaseSlots + 4 * r; }
+    __device__ uint32_t release_claims() const { return release_slot(kReleaseSlots); }
   };
 
   struct Block {
@@ -277,21 +300,27 @@ struct BwdKernel {
         ptx::mbarrier_init(smem.posted(r), kConsumerThreads);
         ptx::mbarrier_init(smem.taken(r), 1);
       }
-      for (int q = 0; q < (ConvertsDq ? kTileSlots : 0); ++q) {
-        ptx::mbarrier_init(smem.tile_full(q), 1);
-        ptx::mbarrier_init(smem.tile_empty(q), 1);
+      if constexpr (ConvertsDq) ptx::mbarrier_init(smem.keeper_done(), 1);
+      for (int r = 0; r < kReleaseSlots; ++r) {
+        ptx::mbarrier_init(smem.release_full(r), 1);
+        ptx::mbarrier_init(smem.release_empty(r), 1);
       }
+      if constexpr (kReleaser) ptx::st_shared_s32(smem.release_claims(), 0);
       ptx::fence_barrier_init();
     }
     __syncthreads();
-    if constexpr (Deterministic || ConvertsDq) {
+    if constexpr (Deterministic || ConvertsDq || FLASH3_BWD_BISECT == 1) {
       ptx::split_roles_by_warp<kProducerRegs, kConsumerRegs>(
           [&](int warp) {
             if (warp == 0) {
               produce(p, smem, ptx::elect_one());
             } else if constexpr (Deterministic) {
-              if (warp <= ConsumerWGs) keep_turns(p, smem, warp - 1);
-            } else {
+              if (warp <= ConsumerWGs) {
+                keep_turns(p, smem, warp - 1);
+              } else if constexpr (kReleaser) {
+                if (warp == ConsumerWGs + 1 && ptx::elect_one()) release_turns(p, smem);
+              }
+            } else if constexpr (ConvertsDq) {
               if (warp == 1) keep_counts(p, smem);
               else if (warp == 2) convert_tiles(p, smem);
             }
@@ -583,13 +612,48 @@ struct BwdKernel {
       if (leader) turn = ptx::ld_shared_s32x2(smem.turn_slot(wg));
       turn.x = __shfl_sync(0xffffffffu, turn.x, leader_lane);
       turn.y = __shfl_sync(0xffffffffu, turn.y, leader_lane);
-      if (turn.x < 0) return;  // the warpgroup is done
+      if (turn.x < 0) {  // the warpgroup is done
+        if constexpr (kReleaser) {
+          if (leader) post_release(smem, -1);
+        }
+        return;
+      }
       int* semaphore = p.dq_counters + turn.x;
       while (ptx::load_acquire(semaphore) != turn.y) {  // (a 200 ns or 1 us sleep per poll: equal)
       }
       if (leader) ptx::mbarrier_arrive(smem.turn_ready(wg));
       ptx::mbarrier_wait(smem.adds_done(wg), parity);
-      if (leader) ptx::red_release_add(semaphore, 1);
+      if (leader) {
+        if constexpr (kReleaser) post_release(smem, turn.x);
+        else ptx::red_release_add(semaphore, 1);
+      }
+    }
+  }
+
+  // A keeper's leader hands a tile whose turn is done (-1: its warpgroup is done) to the releaser.
+  // A claim waits on its slot's release of the claim kReleaseSlots before; with two claimers at
+  // most one claim each outstanding, every earlier use of the slot is then released, so the parity
+  // names one phase.
+  __device__ static void post_release(const Smem& smem, int tile) {
+    const uint32_t i = ptx::atom_add_shared_u32(smem.release_claims(), 1);
+    const int r = i % kReleaseSlots;
+    ptx::mbarrier_wait(smem.release_empty(r), ((i / kReleaseSlots) & 1) ^ 1);
+    ptx::st_shared_s32(smem.release_slot(r), tile);
+    ptx::mbarrier_arrive(smem.release_full(r));
+  }
+
+  // The releaser, one thread: passes each handed turn on (a gpu-scope release, which orders the
+  // warpgroup's adds, seen through the keeper's barriers, before the semaphore's increment) until
+  // every keeper is done.
+  __device__ static void release_turns(const BwdParams& p, const Smem& smem) {
+    int done = 0;
+    for (uint32_t i = 0; done < ConsumerWGs; ++i) {
+      const int r = i % kReleaseSlots;
+      ptx::mbarrier_wait(smem.release_full(r), (i / kReleaseSlots) & 1);
+      const int tile = ptx::ld_shared_s32(smem.release_slot(r));
+      ptx::mbarrier_arrive(smem.release_empty(r));
+      if (tile < 0) ++done;
+      else ptx::red_release_add(p.dq_counters + tile, 1);
     }
   }
 
@@ -610,11 +674,14 @@ struct BwdKernel {
   // visit the tile), one tile per lane and all in flight at once, after a gpu-scope release fence
   // (the consumers' arrivals order their adds before it). A lane that takes a counter to zero has
   // the last contribution: after an acquire fence the tile, whose sum of every key block's adds is
-  // then in L2, goes to the converter. Counting per item rather than per step: a counter's round
-  // trip per step (with its fences) made the consumers wait for the keeper (3x slower at 512).
+  // then in L2, is queued for any CTA's converter (the fence also releases the queue's slot).
+  // Counting per item rather than per step: a counter's round trip per step (with its fences) made
+  // the consumers wait for the keeper (3x slower at 512, session 25). Queued for every CTA rather
+  // than handed to this CTA's converter: counted per item, all of a tile's counts but the last come
+  // in before the last key block's item ends, so that item's CTA took every tile of its head (512 at
+  // d=128 16k) and converted them one after another (session 26's reading of the 9-37% loss).
   __device__ static void keep_counts(const BwdParams& p, const Smem& smem) {
     const int lane = threadIdx.x % 32;
-    uint32_t handed = 0;
     for (uint32_t k = 0;; ++k) {
       const int r = k % kConvertSlots;
       const int item = take_slot(smem.posted(r), smem.taken(r), smem.convert_slot(r), (k / kConvertSlots) & 1, lane);
@@ -626,30 +693,26 @@ struct BwdKernel {
       // GQA group's head i / kPanels / steps, whose tiles follow each other (dq_tile).
       const int first_tile = (dq_head_tiles(p, b, 0) + b.range.m_min) * kPanels;
       const int head_gap = (p.num_m_blocks - steps) * kPanels;
-      ptx::fence_acq_rel_gpu();
+      if (FLASH3_BWD_BISECT != 2) ptx::fence_acq_rel_gpu();
 #pragma unroll 1
       for (int first = 0; first < tiles; first += 32) {
         const int i = first + lane;
         int tile = -1;
         if (i < tiles) {
           tile = first_tile + i + i / (steps * kPanels) * head_gap;
-          if (ptx::fetch_add_relaxed(p.dq_counters + tile, -1) != 1) tile = -1;
+          if (FLASH3_BWD_BISECT == 2 || ptx::fetch_add_relaxed(p.dq_counters + tile, -1) != 1) tile = -1;
         }
-        uint32_t last = __ballot_sync(0xffffffffu, tile >= 0);
-        if (last) ptx::fence_acq_rel_gpu();
-        for (; last; last &= last - 1) hand_tile(smem, __shfl_sync(0xffffffffu, tile, __ffs(last) - 1), handed, lane);
+        const uint32_t last = __ballot_sync(0xffffffffu, tile >= 0);
+        if (last) {
+          ptx::fence_acq_rel_gpu();
+          int base = 0;
+          if (lane == 0) base = ptx::fetch_add_relaxed(p.dq_queue + kQueueTail, __popc(last));
+          base = __shfl_sync(0xffffffffu, base, 0);
+          if (tile >= 0) ptx::store_relaxed(p.dq_queue + kQueueSlots + base + __popc(last & ((1u << lane) - 1)), tile + 1);
+        }
       }
     }
-    hand_tile(smem, -1, handed, lane);
-  }
-  __device__ static void hand_tile(const Smem& smem, int tile, uint32_t& handed, int lane) {
-    const int q = handed % kTileSlots;
-    ptx::mbarrier_wait(smem.tile_empty(q), ((handed / kTileSlots) & 1) ^ 1);
-    if (lane == 0) {
-      ptx::st_shared_s32(smem.tile_slot(q), tile);
-      ptx::mbarrier_arrive(smem.tile_full(q));
-    }
-    ++handed;
+    if (lane == 0) ptx::mbarrier_arrive(smem.keeper_done());
   }
 
   // A warp takes the value in a ring's slot once `full` completes the phase of `parity`, and hands
@@ -665,15 +728,50 @@ struct BwdKernel {
     return __shfl_sync(0xffffffffu, value, 0);
   }
 
-  // The converter: each tile the keeper hands over, converted (tile -1 ends it).
+  // p.dq_queue: the tiles whose last contribution is in, for any CTA's converter. The keepers
+  // claim slots at the tail and write tile + 1 into them (0, as the pre-pass leaves them, is a
+  // slot claimed but not yet written); converters claim published slots at the head.
+  static constexpr int kQueueTail = 0;
+  static constexpr int kQueueHead = 1;
+  static constexpr int kQueueSlots = 2;
+
+  // The converter: claims and converts queued tiles until its own CTA's keeper has queued its last
+  // and no claimable tile is left. It never waits for another CTA (so no CTA waits on one not yet
+  // resident): a tile queued later comes from a CTA whose own converter has not left.
   __device__ static void convert_tiles(const BwdParams& p, const Smem& smem) {
     const int lane = threadIdx.x % 32;
-    for (uint32_t c = 0;; ++c) {
-      const int q = c % kTileSlots;
-      const int tile = take_slot(smem.tile_full(q), smem.tile_empty(q), smem.tile_slot(q), (c / kTileSlots) & 1, lane);
-      if (tile < 0) return;
-      convert_tile(p, smem, tile, lane);
+    for (bool keeper_done = false;;) {
+      int tile = -1;
+      if (lane == 0) tile = claim_queued(p.dq_queue);
+      tile = __shfl_sync(0xffffffffu, tile, 0);
+      if (tile >= 0) {
+        __syncwarp();  // orders every lane's reads of the tile after lane 0's acquire
+        convert_tile(p, smem, tile, lane);
+        continue;
+      }
+      if (keeper_done) return;  // nothing claimable after this CTA's last tile was queued
+      keeper_done = ptx::mbarrier_test(smem.keeper_done(), 0);
+      if (!keeper_done) __nanosleep(500);
     }
+  }
+
+  // The tile in a slot of the queue that a keeper has claimed and no converter has, once the
+  // keeper has written it (the keeper's fence released the store; the fence here acquires it), or
+  // -1 if there is no such slot now.
+  __device__ static int claim_queued(int* queue) {
+    int head = ptx::load_relaxed(queue + kQueueHead);
+    while (head < ptx::load_relaxed(queue + kQueueTail)) {
+      const int seen = ptx::compare_swap_relaxed(queue + kQueueHead, head, head + 1);
+      if (seen == head) {
+        int value;
+        while ((value = ptx::load_relaxed(queue + kQueueSlots + head)) == 0) {
+        }
+        ptx::fence_acq_rel_gpu();
+        return value - 1;
+      }
+      head = seen;
+    }
+    return -1;
   }
 
   // One 64 x 64 dQ tile from the accumulator (in add_dq's order: consumer thread t's float4 g is
@@ -741,7 +839,7 @@ struct BwdKernel {
       }
       if constexpr (Persistent && kSplitColumns) ptx::mbarrier_arrive(smem.staging_free());
       // After the epilogue, so that a keeper behind never holds up K and V's or the stages' reuse.
-      if constexpr (ConvertsDq) post_item(smem, current, posts, threadIdx.x - 128);
+      if constexpr (ConvertsDq && FLASH3_BWD_BISECT != 3) post_item(smem, current, posts, threadIdx.x - 128);
       if constexpr (!Persistent) break;
       if (item >= p.num_items) break;
     }

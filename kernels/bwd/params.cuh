@@ -41,6 +41,7 @@ struct BwdParams {
   int* work_counter;
   int num_items;
   void* dq;  // converting builds: the contiguous (batch, seqlen_q, heads_q, head dim) dQ, of the element type
+  int* dq_queue;  // converting builds: tail, head, then a slot per dQ tile (bwd/kernel.cuh convert_tiles), zeroed by the pre-pass
 };
 
 static_assert(offsetof(BwdParams, lse_log2) == 768, "host layout");
@@ -51,7 +52,7 @@ static_assert(offsetof(BwdParams, rotate) == 840, "host layout");
 static_assert(offsetof(BwdParams, arrival_order) == 844, "host layout");
 static_assert(offsetof(BwdParams, softcap_scale) == 848, "host layout");
 static_assert(offsetof(BwdParams, work_counter) == 864 && offsetof(BwdParams, num_items) == 872, "host layout");
-static_assert(offsetof(BwdParams, dq) == 880, "host layout");
+static_assert(offsetof(BwdParams, dq) == 880 && offsetof(BwdParams, dq_queue) == 888, "host layout");
 static_assert(sizeof(BwdParams) == 896 && alignof(BwdParams) == 128, "host layout");
 
 }  // namespace flash3

@@ -44,6 +44,23 @@ __device__ __forceinline__ void red_release_add(int* addr, int v) {
   red_relaxed_add(addr, v);
 }
 
+// Compares and swaps with no ordering: returns the old value (a claim on a queue's head).
+__device__ __forceinline__ int compare_swap_relaxed(int* addr, int expected, int desired) {
+  int old;
+  asm volatile("atom.relaxed.gpu.global.cas.b32 %0, [%1], %2, %3;" : "=r"(old) : "l"(addr), "r"(expected), "r"(desired) : "memory");
+  return old;
+}
+
+// Plain gpu-scope accesses to a flag or slot, ordered by fences around them.
+__device__ __forceinline__ int load_relaxed(const int* addr) {
+  int v;
+  asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_relaxed(int* addr, int v) {
+  asm volatile("st.relaxed.gpu.global.b32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+}
+
 __device__ __forceinline__ int load_acquire(const int* addr) {
   int v;
   asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(addr) : "memory");

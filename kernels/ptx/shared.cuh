@@ -28,6 +28,13 @@ __device__ __forceinline__ void st_shared_s32(uint32_t addr, int x) {
   asm volatile("st.shared.s32 [%0], %1;" ::"r"(addr), "r"(x) : "memory");
 }
 
+// Adds to a shared-memory counter and returns its old value: a ticket among a CTA's threads.
+__device__ __forceinline__ uint32_t atom_add_shared_u32(uint32_t addr, uint32_t v) {
+  uint32_t old;
+  asm volatile("atom.shared.add.u32 %0, [%1], %2;" : "=r"(old) : "r"(addr), "r"(v) : "memory");
+  return old;
+}
+
 __device__ __forceinline__ void st_shared_s32x2(uint32_t addr, int x, int y) {
   asm volatile("st.shared.v2.s32 [%0], {%1, %2};" ::"r"(addr), "r"(x), "r"(y) : "memory");
 }

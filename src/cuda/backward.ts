@@ -125,10 +125,13 @@ export function planBackward(
   const rows = batch * headsQ * padded;
   // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh). Deterministic mode
   // keeps a semaphore per tile (zeroed by the pre-pass), a kernel that converts dQ a count of the
-  // contributions still to come (set by the pre-pass); a persistent kernel's work counter follows.
+  // contributions still to come (set by the pre-pass); a persistent kernel's work counter follows,
+  // then a converting kernel's queue of finished tiles (tail, head and a slot per tile), zeroed.
   const dqTiles = (rows * headDim) / 4096;
   const tileCounters = deterministic || kernel.convertsDq ? dqTiles : 0;
-  const counters = tileCounters + (kernel.persistent ? 1 : 0);
+  const queueCounters = kernel.convertsDq ? 2 + dqTiles : 0;
+  const counters = tileCounters + (kernel.persistent ? 1 : 0) + queueCounters;
+  // The pre-pass sets them a row each: at most rows / 8 + 3 of them, and rows >= 64.
   const numItems = numNBlocks * headsKv * batch;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
   // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
@@ -149,6 +152,7 @@ export function planBackward(
   const countersPtr = dqAccum + BigInt(rows * headDim * 4);
   const dqCounters = tileCounters > 0 ? countersPtr : 0n;
   const workCounter = kernel.persistent ? countersPtr + BigInt(tileCounters * 4) : 0n;
+  const dqQueue = kernel.convertsDq ? countersPtr + BigInt((counters - queueCounters) * 4) : 0n;
   const mask = new Uint8Array(16);
   const maskView = new DataView(mask.buffer);
   [seqlenQ, seqlenK, opts.windowLeft, opts.windowRight].forEach((x, i) => maskView.setInt32(4 * i, x, true));
@@ -180,6 +184,7 @@ export function planBackward(
     workCounter,
     numItems,
     dq: kernel.convertsDq ? t.dq.devicePointer : 0n,
+    dqQueue,
   });
   const grid: [number, number, number] = kernel.persistent
     ? [Math.min(numItems, ctx.multiprocessorCount), 1, 1]

@@ -41,11 +41,13 @@ export interface BwdParams {
   numItems: number;
   /** Kernels that convert dQ: the contiguous dQ output, else 0n. */
   dq: bigint;
+  /** Kernels that convert dQ: the queue of finished dQ tiles (tail, head, a slot per tile), else 0n. */
+  dqQueue: bigint;
 }
 
 export function packBwdParams(p: BwdParams): Uint8Array {
   return packParamBlock(BWD_PARAMS_BYTES, [p.tmQ, p.tmK, p.tmV, p.tmDout, p.tmDk, p.tmDv], {
-    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqCounters], [864, p.workCounter], [880, p.dq]],
+    u64: [[768, p.lseLog2], [776, p.dpsum], [784, p.dqAccum], [792, p.dqCounters], [864, p.workCounter], [880, p.dq], [888, p.dqQueue]],
     i32: [
       [800, p.seqlenQ],
       [804, p.seqlenK],
