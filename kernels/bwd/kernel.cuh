@@ -7,8 +7,8 @@
 // into a float32 buffer in global memory by red.add (in deterministic mode in a fixed order of key
 // blocks per tile, kept by a semaphore per tile, whose turns warpgroup 0's other warps keep). A
 // tuning build converts dQ itself: warpgroup 0's second warp counts each tile's contributions in
-// and queues the tiles whose last is in, and every CTA's third warp converts queued tiles (see
-// keep_counts).
+// and queues the tiles whose last is in, and every CTA's third (and, where it fits, fourth) warp
+// converts queued tiles (see keep_counts).
 // dK and dV stay in registers over the query heads of the GQA group and are written once.
 #pragma once
 #include <cstdint>
@@ -118,7 +118,8 @@ struct BwdKernel {
   // a ring of kConvertSlots slots from the consumers to the keeper, each with a posted mbarrier
   // (the consumers' adds of an item are issued; the slot names the item) and a taken one (the
   // keeper has read the slot); keeper_done (the keeper has queued its last tile, see
-  // convert_tiles); and a 16 KiB buffer through which the converter reads a dQ tile.
+  // convert_tiles); and a 16 KiB buffer per converter warp through which it reads a dQ tile.
+  // Warps 2 and 3 both convert where their buffers fit (not beside d=256's 208 KiB).
   static constexpr int kConvertSlots = 2;
   static constexpr int kConvertBarriers = ConvertsDq ? 2 * kConvertSlots + 1 : 0;
   // Deterministic builds with a releaser (warp 3): the keepers hand each finished turn's tile to it
@@ -132,9 +133,10 @@ struct BwdKernel {
   static constexpr int kOffItemSlot = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0);
   static constexpr int kOffConvertSlots = kOffItemSlot + (Persistent ? 8 : 0);
   static constexpr int kOffConvertStaging = (kOffConvertSlots + 4 * kConvertSlots + 127) / 128 * 128;
+  static constexpr int kConverters = kOffConvertStaging + 2 * kDqTileBytes + 1024 <= 227 * 1024 ? 2 : 1;
   static constexpr int kOffReleaseSlots = kOffConvertSlots + (ConvertsDq ? 4 * kConvertSlots : 0);
   static constexpr int kSmemBytes =
-      (ConvertsDq ? kOffConvertStaging + kDqTileBytes : kOffReleaseSlots + 4 * (kReleaseSlots + 1)) + 1024;
+      (ConvertsDq ? kOffConvertStaging + kConverters * kDqTileBytes : kOffReleaseSlots + 4 * (kReleaseSlots + 1)) + 1024;
 
   // Named barriers: 1 joins the consumer warpgroups, 2 + wg is one warpgroup's epilogue, kBarTurn + wg
   // opens its GEMM turn (kTurns).
@@ -193,7 +195,7 @@ struct BwdKernel {
     __device__ uint32_t taken(int r) const { return posted(r) + 8 * kConvertSlots; }
     __device__ uint32_t convert_slot(int r) const { return base + kOffConvertSlots + 4 * r; }
     __device__ uint32_t keeper_done() const { return taken(0) + 8 * kConvertSlots; }
-    __device__ uint32_t convert_staging() const { return base + kOffConvertStaging; }
+    __device__ uint32_t convert_staging(int converter) const { return base + kOffConvertStaging + converter * kDqTileBytes; }
     __device__ uint32_t release_full(int r) const { return base + kOffBarriers + 8 * (kBarriers - 2 * kReleaseSlots + r); }
     __device__ uint32_t release_empty(int r) const { return release_full(r) + 8 * kReleaseSlots; }
     __device__ uint32_t release_slot(int r) const { return base + kOffReleaseSlots + 4 * r; }
@@ -322,7 +324,7 @@ struct BwdKernel {
               }
             } else if constexpr (ConvertsDq) {
               if (warp == 1) keep_counts(p, smem);
-              else if (warp == 2) convert_tiles(p, smem);
+              else if (warp - 2 < kConverters) convert_tiles(p, smem, smem.convert_staging(warp - 2));
             }
           },
           [&](int wg) { consume(p, smem, smem_ptr, wg); });
@@ -738,7 +740,7 @@ struct BwdKernel {
   // The converter: claims and converts queued tiles until its own CTA's keeper has queued its last
   // and no claimable tile is left. It never waits for another CTA (so no CTA waits on one not yet
   // resident): a tile queued later comes from a CTA whose own converter has not left.
-  __device__ static void convert_tiles(const BwdParams& p, const Smem& smem) {
+  __device__ static void convert_tiles(const BwdParams& p, const Smem& smem, uint32_t staging) {
     const int lane = threadIdx.x % 32;
     for (bool keeper_done = false;;) {
       int tile = -1;
@@ -746,7 +748,7 @@ struct BwdKernel {
       tile = __shfl_sync(0xffffffffu, tile, 0);
       if (tile >= 0) {
         __syncwarp();  // orders every lane's reads of the tile after lane 0's acquire
-        convert_tile(p, smem, tile, lane);
+        convert_tile(p, staging, tile, lane);
         continue;
       }
       if (keeper_done) return;  // nothing claimable after this CTA's last tile was queued
@@ -780,9 +782,9 @@ struct BwdKernel {
   // registers hold one 16-byte load in flight per lane, so the tile comes through shared memory by
   // cp.async, all 16 KiB in flight at once (lane l copies and reads back float4s 32j + l, which
   // are consumer thread 32k + l's number g for j = 4g + k).
-  __device__ static void convert_tile(const BwdParams& p, const Smem& smem, int tile, int lane) {
+  __device__ static void convert_tile(const BwdParams& p, uint32_t staging, int tile, int lane) {
     float4* src = reinterpret_cast<float4*>(p.dq_accum) + size_t(tile) * (kDqTileBytes / 16) + lane;
-    const uint32_t staged = smem.convert_staging() + 16 * lane;
+    const uint32_t staged = staging + 16 * lane;
 #pragma unroll
     for (int j = 0; j < 32; ++j) ptx::cp_async_l2_16(staged + 512 * j, src + 32 * j);
     ptx::cp_async_wait_all();
