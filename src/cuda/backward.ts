@@ -1,9 +1,8 @@
 /**
  * The CUDA backward: plans the launches of one gradient computation (pre-pass, main kernel and,
  * unless the main kernel converts dQ itself, the dQ conversion) over the caller's strided tensors,
- * and runs them into freshly allocated gradients. The plan owns a workspace (lse in log2 units, D,
- * the float32 dQ accumulator, a counter per dQ tile in deterministic mode or where the main kernel
- * converts dQ, and a persistent kernel's work counter) and can be launched many times (benchmarks).
+ * and runs them into freshly allocated gradients. The plan owns a workspace (laid out by
+ * bwdWorkspace.ts) and can be launched many times (benchmarks).
  */
 import { bytesPerElement } from '../dtype.js';
 import type { BackwardResult } from '../backend.js';
@@ -12,6 +11,7 @@ import type { ProblemShape } from '../problem.js';
 import { Tensor } from '../tensor.js';
 import type { CudaContext, Stream } from './context.js';
 import { BWD_PARAMS_ALIGN, packBwdParams } from './bwdParams.js';
+import { bwdWorkspaceLayout } from './bwdWorkspace.js';
 import { softcapTerms } from './fwdParams.js';
 import { checkTmaLayout, tensorMap } from './forward.js';
 import { backwardBuild, backwardCubinPath, isMasked, type KernelElement } from './kernels.js';
@@ -123,15 +123,8 @@ export function planBackward(
   const numNBlocks = Math.ceil(seqlenK / kernel.blockN);
   const padded = numMBlocks * kernel.blockM;
   const rows = batch * headsQ * padded;
-  // The accumulator is kept in 64 x 64 dQ tiles (kernels/bwd/prepost.cuh). Deterministic mode
-  // keeps a semaphore per tile (zeroed by the pre-pass), a kernel that converts dQ a count of the
-  // contributions still to come (set by the pre-pass); a persistent kernel's work counter follows,
-  // then a converting kernel's queue of finished tiles (tail, head and a slot per tile), zeroed.
-  const dqTiles = (rows * headDim) / 4096;
-  const tileCounters = deterministic || kernel.convertsDq ? dqTiles : 0;
-  const queueCounters = kernel.convertsDq ? 2 + dqTiles : 0;
-  const counters = tileCounters + (kernel.persistent ? 1 : 0) + queueCounters;
-  // The pre-pass sets them a row each: at most rows / 8 + 3 of them, and rows >= 64.
+  const layout = bwdWorkspaceLayout({ rows, headDim, deterministic, persistent: kernel.persistent, convertsDq: kernel.convertsDq });
+  const { dqTiles, counterCount: counters } = layout;
   const numItems = numNBlocks * headsKv * batch;
   // Deterministic mode orders each dQ tile's contributions as the CTAs arrive at it. Rotated
   // (unmasked), a CTA waits on CTAs of its rotation group with higher and lower indices, which is
@@ -144,15 +137,15 @@ export function planBackward(
   const rotateGroup = unmasked ? Math.ceil(numNBlocks / groups) : 0;
   const arrivalOrder = deterministic && !unmasked;
 
-  const rowBytes = rows * 4;
-  const workspace = ctx.alloc(2 * rowBytes + rows * headDim * 4 + counters * 4);
-  const lseLog2 = workspace.ptr;
-  const dpsum = lseLog2 + BigInt(rowBytes);
-  const dqAccum = dpsum + BigInt(rowBytes);
-  const countersPtr = dqAccum + BigInt(rows * headDim * 4);
-  const dqCounters = tileCounters > 0 ? countersPtr : 0n;
-  const workCounter = kernel.persistent ? countersPtr + BigInt(tileCounters * 4) : 0n;
-  const dqQueue = kernel.convertsDq ? countersPtr + BigInt((counters - queueCounters) * 4) : 0n;
+  const workspace = ctx.alloc(layout.bytes);
+  const at = (offset: number | undefined) => (offset === undefined ? 0n : workspace.ptr + BigInt(offset));
+  const lseLog2 = at(layout.lseLog2);
+  const dpsum = at(layout.dpsum);
+  const dqAccum = at(layout.dqAccum);
+  const countersPtr = at(layout.counters);
+  const dqCounters = layout.tileCounters > 0 ? countersPtr : 0n;
+  const workCounter = at(layout.workCounter);
+  const dqQueue = at(layout.dqQueue);
   const mask = new Uint8Array(16);
   const maskView = new DataView(mask.buffer);
   [seqlenQ, seqlenK, opts.windowLeft, opts.windowRight].forEach((x, i) => maskView.setInt32(4 * i, x, true));
