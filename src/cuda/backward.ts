@@ -39,6 +39,11 @@ export interface BackwardKernel {
    * zeroed for the next launch, so the plan zeroes it once, before its first launch.
    */
   convertsDq: boolean;
+  /**
+   * The main kernel and the conversion wait for the kernel before them on entry, so they are
+   * launched to overlap it (programmatic dependent launch; a tuning build).
+   */
+  overlapsLaunches: boolean;
 }
 
 const cache = new WeakMap<CudaContext, Map<string, BackwardKernel>>();
@@ -63,6 +68,7 @@ export function backwardKernel(ctx: CudaContext, element: KernelElement, headDim
       convertThreads: module.readGlobalInt32('flash3_bwd_convert_threads'),
       persistent: module.readGlobalInt32('flash3_bwd_persistent') === 1,
       convertsDq: module.readGlobalInt32('flash3_bwd_converts_dq') === 1,
+      overlapsLaunches: module.readGlobalInt32('flash3_bwd_overlaps_launches') === 1,
     };
     kernel.main.setMaxDynamicSharedMemory(kernel.smemBytes);
     perContext.set(key, kernel);
@@ -223,11 +229,14 @@ export function planBackward(
       }
       kernel.prepare.launch({ grid: prepareGrid, block: [kernel.prepareThreads, 1, 1], sharedMemBytes: 0, stream }, prepareArgs);
       kernel.main.launch(
-        { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream },
+        { grid, block: [kernel.threads, 1, 1], sharedMemBytes: kernel.smemBytes, stream, overlapsPrevious: kernel.overlapsLaunches },
         [{ kind: 'bytes', value: params, align: BWD_PARAMS_ALIGN }],
       );
       if (!kernel.convertsDq) {
-        kernel.convertDq.launch({ grid: [dqTiles, 1, 1], block: [kernel.convertThreads, 1, 1], sharedMemBytes: 0, stream }, convertArgs);
+        kernel.convertDq.launch(
+          { grid: [dqTiles, 1, 1], block: [kernel.convertThreads, 1, 1], sharedMemBytes: 0, stream, overlapsPrevious: kernel.overlapsLaunches },
+          convertArgs,
+        );
       }
     },
   };

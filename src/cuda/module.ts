@@ -24,6 +24,12 @@ export interface LaunchConfig {
   stream?: Stream;
   /** Thread-block cluster shape; each entry must divide the grid's. */
   cluster?: Dim3;
+  /**
+   * Programmatic dependent launch: the kernel may start while the stream's previous kernel is
+   * still running. Only for a kernel that runs `griddepcontrol.wait` before it touches anything
+   * the previous kernel writes, or that writes what the previous kernel reads.
+   */
+  overlapsPrevious?: boolean;
 }
 
 /** CUfunction_attribute values from cuda.h, under the names flash3 uses. */
@@ -134,6 +140,7 @@ const CONFIG_BYTES = 56;
 const ATTRIBUTE_BYTES = 72;
 const ATTRIBUTES_OFFSET = 64;
 const LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
+const LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
 /** The launch block is aligned to this, so `bytes` arguments may ask for up to this alignment. */
 const MAX_ALIGN = 128;
 /** Dynamic shared memory a kernel may use without opting in. */
@@ -277,7 +284,7 @@ export class KernelFunction {
   launch(cfg: LaunchConfig, args: KernelArg[]): void {
     checkDim3('cfg.grid', cfg.grid);
     checkDim3('cfg.block', cfg.block);
-    const { grid, block, cluster, sharedMemBytes } = cfg;
+    const { grid, block, cluster, sharedMemBytes, overlapsPrevious = false } = cfg;
     if (!Number.isInteger(sharedMemBytes) || sharedMemBytes < 0 || sharedMemBytes > U32_MAX) {
       throw new OptionError('sharedMemBytes must be a non-negative integer', { param: 'cfg.sharedMemBytes', value: sharedMemBytes });
     }
@@ -307,7 +314,10 @@ export class KernelFunction {
 
     // One native block holds the config, its attributes, the void*[] and every argument's bytes:
     // the config embeds absolute addresses, so it cannot live in a movable JS buffer.
-    const numAttrs = cluster ? 1 : 0;
+    const attributes: [number, number[]][] = [];
+    if (cluster) attributes.push([LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION, cluster]);
+    if (overlapsPrevious) attributes.push([LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, [1]]);
+    const numAttrs = attributes.length;
     const paramsOffset = alignUp(ATTRIBUTES_OFFSET + numAttrs * ATTRIBUTE_BYTES, 8);
     let cursor = paramsOffset + 8 * args.length;
     const offsets = layouts.map(({ size, align }) => {
@@ -332,19 +342,20 @@ export class KernelFunction {
       block.forEach((d, i) => view.setUint32(12 + 4 * i, d, true));
       view.setUint32(24, sharedMemBytes, true);
       view.setBigUint64(32, stream, true);
-      view.setBigUint64(40, cluster ? base + BigInt(ATTRIBUTES_OFFSET) : 0n, true);
+      view.setBigUint64(40, numAttrs > 0 ? base + BigInt(ATTRIBUTES_OFFSET) : 0n, true);
       view.setUint32(48, numAttrs, true);
-      if (cluster) {
-        view.setUint32(ATTRIBUTES_OFFSET, LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION, true);
-        cluster.forEach((d, i) => view.setUint32(ATTRIBUTES_OFFSET + 8 + 4 * i, d, true));
-      }
+      attributes.forEach(([id, values], a) => {
+        const at = ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
+        view.setUint32(at, id, true);
+        values.forEach((d, i) => view.setUint32(at + 8 + 4 * i, d, true));
+      });
       args.forEach((arg, i) => {
         view.setBigUint64(paramsOffset + 8 * i, base + BigInt(offsets[i]), true);
         writeArg(view, bytes, offsets[i], arg);
       });
 
       this.context.makeCurrent();
-      const shape = `grid [${grid}], block [${block}], smem ${sharedMemBytes}${cluster ? `, cluster [${cluster}]` : ''}, ${args.length} args`;
+      const shape = `grid [${grid}], block [${block}], smem ${sharedMemBytes}${cluster ? `, cluster [${cluster}]` : ''}${overlapsPrevious ? ', overlapping the previous kernel' : ''}, ${args.length} args`;
       check(
         `cuLaunchKernelEx(${this.name}: ${shape})`,
         this.context.driver.cuLaunchKernelEx(base, this.handle, base + BigInt(paramsOffset), null),

@@ -1,6 +1,7 @@
 /**
  * The driver binding against a real GPU: context facts, memory, events, pointer ownership,
- * error mapping, tensor maps and kernel launches (by value structs, clusters, TMA).
+ * error mapping, tensor maps and kernel launches (by value structs, clusters, overlapping
+ * launches, TMA).
  * Skipped as a whole where probeCuda() finds no usable GPU.
  */
 import assert from 'node:assert/strict';
@@ -264,6 +265,38 @@ describe('CUDA driver binding', { skip }, () => {
       }
     });
 
+    test('a launch that overlaps the previous kernel still sees its writes after griddepcontrol.wait', (t) => {
+      if (!module) return t.skip(why);
+      const writer = module.getFunction('pdl_writer');
+      const reader = module.getFunction('pdl_reader');
+      const n = 1 << 20;
+      const buf = ctx.alloc(n * 4);
+      const out = ctx.alloc(n * 4);
+      try {
+        const stream = new Stream(ctx);
+        const got = new Int32Array(n);
+        for (const value of [7, -3]) {
+          writer.launch({ grid: [64, 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream }, [
+            { kind: 'ptr', value: buf.ptr },
+            { kind: 'i32', value: n },
+            { kind: 'i32', value },
+          ]);
+          reader.launch({ grid: [64, 1, 1], block: [256, 1, 1], sharedMemBytes: 0, stream, overlapsPrevious: true }, [
+            { kind: 'ptr', value: buf.ptr },
+            { kind: 'ptr', value: out.ptr },
+            { kind: 'i32', value: n },
+          ]);
+          stream.synchronize();
+          ctx.download(out.ptr, got);
+          assert.ok(got.every((x) => x === value), `reader saw ${got.find((x) => x !== value)} where the writer wrote ${value}`);
+        }
+        stream.destroy();
+      } finally {
+        buf.free();
+        out.free();
+      }
+    });
+
     test('a TMA load through an encoded tensor map (with 64 KiB dynamic shared memory)', (t) => {
       if (!module) return t.skip(why);
       const fn = module.getFunction('tma_tile');
@@ -330,6 +363,19 @@ extern "C" __global__ void cluster_ranks(unsigned int *out) {
   asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
   asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(size));
   if (threadIdx.x == 0) out[blockIdx.x] = rank | (size << 16);
+}
+
+// A slow writer that lets its dependent launch at once, and a reader that waits for it: without
+// the wait (or with the attribute ignored and the wait still there) the reader sees the writes.
+extern "C" __global__ void pdl_writer(int *buf, int n, int value) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  for (int i = 0; i < 200; ++i) __nanosleep(1000);
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) buf[i] = value;
+}
+
+extern "C" __global__ void pdl_reader(const int *buf, int *out, int n) {
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = buf[i];
 }
 
 extern "C" __global__ void tma_tile(const __grid_constant__ CUtensorMap map, float *out, int x0, int y0, int boxElems) {
