@@ -365,8 +365,9 @@ extern "C" __global__ void cluster_ranks(unsigned int *out) {
   if (threadIdx.x == 0) out[blockIdx.x] = rank | (size << 16);
 }
 
-// A slow writer that lets its dependent launch at once, and a reader that waits for it: without
-// the wait (or with the attribute ignored and the wait still there) the reader sees the writes.
+// A slow writer that lets its dependent launch at once, and a reader launched to overlap it: the
+// driver must accept the launch attribute, and the reader's griddepcontrol.wait must hold its reads
+// back until the writes are in (without the wait it would read before the writer's sleep ends).
 extern "C" __global__ void pdl_writer(int *buf, int n, int value) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   for (int i = 0; i < 200; ++i) __nanosleep(1000);
