@@ -133,7 +133,8 @@ struct BwdKernel {
   static constexpr int kOffItemSlot = kOffTurnSlots + (Deterministic ? 8 * ConsumerWGs : 0);
   static constexpr int kOffConvertSlots = kOffItemSlot + (Persistent ? 8 : 0);
   static constexpr int kOffConvertStaging = (kOffConvertSlots + 4 * kConvertSlots + 127) / 128 * 128;
-  static constexpr int kConverters = kOffConvertStaging + 2 * kDqTileBytes + 1024 <= 227 * 1024 ? 2 : 1;
+  static constexpr int kSmemLimit = 227 * 1024;  // a CTA's opt-in shared memory on sm_90
+  static constexpr int kConverters = kOffConvertStaging + 2 * kDqTileBytes + 1024 <= kSmemLimit ? 2 : 1;
   static constexpr int kOffReleaseSlots = kOffConvertSlots + (ConvertsDq ? 4 * kConvertSlots : 0);
   static constexpr int kSmemBytes =
       (ConvertsDq ? kOffConvertStaging + kConverters * kDqTileBytes : kOffReleaseSlots + 4 * (kReleaseSlots + 1)) + 1024;
@@ -155,7 +156,7 @@ struct BwdKernel {
   static_assert(!(ConvertsDq && Deterministic), "the deterministic mode's keepers keep turns");
   static constexpr bool kPersistent = Persistent;  // exported to the host (flash3_bwd_persistent)
   static constexpr bool kConvertsDq = ConvertsDq;  // exported (flash3_bwd_converts_dq)
-  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+  static_assert(kSmemBytes <= kSmemLimit, "shared memory");
 
   // Tiles' addresses in bytes (TMA, stmatrix) or, with unit = ptx::kDescUnits, in the units of wgmma
   // descriptors; every offset is a multiple of 16 bytes, so both are a base plus constants.
@@ -320,7 +321,7 @@ struct BwdKernel {
               if (warp <= ConsumerWGs) {
                 keep_turns(p, smem, warp - 1);
               } else if constexpr (kReleaser) {
-                if (warp == ConsumerWGs + 1 && ptx::elect_one()) release_turns(p, smem);
+                if (warp == ConsumerWGs + 1) release_turns(p, smem);
               }
             } else if constexpr (ConvertsDq) {
               if (warp == 1) keep_counts(p, smem);
@@ -644,18 +645,18 @@ struct BwdKernel {
     ptx::mbarrier_arrive(smem.release_full(r));
   }
 
-  // The releaser, one thread: passes each handed turn on (a gpu-scope release, which orders the
-  // warpgroup's adds, seen through the keeper's barriers, before the semaphore's increment) until
-  // every keeper is done.
+  // The releaser, a warp whose lane 0 passes each handed turn on (a gpu-scope release, which
+  // orders the warpgroup's adds, seen through the keeper's barriers, before the semaphore's
+  // increment) until every keeper is done.
   __device__ static void release_turns(const BwdParams& p, const Smem& smem) {
+    const int lane = threadIdx.x % 32;
     int done = 0;
     for (uint32_t i = 0; done < ConsumerWGs; ++i) {
       const int r = i % kReleaseSlots;
-      ptx::mbarrier_wait(smem.release_full(r), (i / kReleaseSlots) & 1);
-      const int tile = ptx::ld_shared_s32(smem.release_slot(r));
-      ptx::mbarrier_arrive(smem.release_empty(r));
+      const int tile =
+          take_slot(smem.release_full(r), smem.release_empty(r), smem.release_slot(r), (i / kReleaseSlots) & 1, lane);
       if (tile < 0) ++done;
-      else ptx::red_release_add(p.dq_counters + tile, 1);
+      else if (lane == 0) ptx::red_release_add(p.dq_counters + tile, 1);
     }
   }
 

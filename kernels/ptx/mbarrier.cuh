@@ -38,8 +38,8 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
-// The same for a warp that waits long and has nothing else to do (the backward's dQ keepers wait
-// a whole item): a suspend-time hint lets the thread sleep until the phase completes (or 10 ms
+// The same for a warp that waits long and has nothing else to do (the backward's dQ keeper waits
+// a whole item, its turn releaser a turn): a suspend-time hint lets the thread sleep until the phase completes (or 10 ms
 // pass) rather than re-issue try_wait, whose issue slots the consumer warps on its SM sub-partition need.
 __device__ __forceinline__ void mbarrier_wait_sleeping(uint32_t bar, uint32_t parity) {
   asm volatile(
